@@ -1,0 +1,718 @@
+"""The :class:`Network`: a graph of layers, its losses, and what is computed from them.
+
+Data flows one way: layer specs -> bound :class:`~theanets.layers.Layer`
+objects -> a dict of symbolic outputs keyed ``'layer:output'`` -> losses and
+regularizers -> one scalar -> an optimizer. Graphs and compiled functions are
+cached on the network and reused until its layers or losses change.
+"""
+
+import collections
+import fnmatch
+import gzip
+import logging
+import os
+import pickle
+import tempfile
+import warnings
+
+import numpy as np
+
+from . import backend
+from . import checks
+from . import layers as layers_module
+from . import losses as losses_module
+from . import regularizers
+from . import util
+
+__all__ = ['Network', 'FORMAT_VERSION']
+
+log = logging.getLogger(__name__)
+
+#: Version of the pickle layout written by :meth:`Network.save`.
+FORMAT_VERSION = 1
+_FORMAT_TAG = 'theanets-model'
+
+Layer = layers_module.Layer
+
+
+# ----- layer specs -> (form, kwargs) -----------------------------------------------------
+
+def _spec_from_int(spec):
+    return None, dict(size=int(spec))
+
+
+def _spec_from_sequence(spec):
+    if all(isinstance(s, (int, np.integer)) for s in spec):
+        return None, dict(shape=tuple(int(s) for s in spec))
+    form, kwargs = None, {}
+    for item in spec:
+        if isinstance(item, (int, np.integer)):
+            if 'size' in kwargs:
+                raise util.ConfigurationError(
+                    'layer spec {!r} gives two sizes ({} and {}); give one'.format(
+                        spec, kwargs['size'], item))
+            kwargs['size'] = int(item)
+        elif isinstance(item, str) and Layer.is_registered(item):
+            form = item.lower()
+        elif isinstance(item, str):
+            kwargs['activation'] = item
+        else:
+            raise util.ConfigurationError(
+                'layer spec {!r}: cannot interpret element {!r}; use an int size, '
+                'a layer form or an activation name'.format(spec, item))
+    return form, kwargs
+
+
+def _spec_from_str(spec):
+    if not Layer.is_registered(spec):
+        raise _unknown_form(spec)
+    return spec.lower(), {}
+
+
+def _spec_from_dict(spec):
+    kwargs = dict(spec)
+    form = kwargs.pop('form', None)
+    return (form.lower() if isinstance(form, str) else form), kwargs
+
+
+def _unknown_form(form):
+    known = sorted(Layer._registry.classes)
+    near = util.closest(str(form).lower(), known)
+    return util.ConfigurationError('unknown layer form {!r}{}; known forms: {}'.format(
+        form, ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
+        ', '.join(known)))
+
+
+def parse_spec(spec):
+    """Turn one entry of ``layers=[...]`` into ``(form or None, kwargs)``.
+
+    Raises
+    ------
+    ConfigurationError
+        For specs that name two sizes, an unknown form, or cannot be read.
+    """
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        return _spec_from_int(spec)
+    if isinstance(spec, (tuple, list)):
+        return _spec_from_sequence(spec)
+    if isinstance(spec, str):
+        return _spec_from_str(spec)
+    if isinstance(spec, dict):
+        return _spec_from_dict(spec)
+    if spec is None:
+        return None, {}
+    raise util.ConfigurationError(
+        'cannot interpret layer spec {!r}; use an int, a tuple, a dict, a form name '
+        'or a Layer instance'.format(spec))
+
+
+class _ClassOnly(object):
+    """A classmethod that refuses to be called on an instance, saying what to do."""
+
+    def __init__(self, func):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj, cls):
+        if obj is not None:
+            def refuse(*args, **kwargs):
+                raise TypeError(
+                    '{0}.load is a class method that returns the loaded network; '
+                    'write `net = theanets.{0}.load(path)` instead of `net.load(path)`'
+                    .format(cls.__name__))
+            return refuse
+        return self.func.__get__(cls, type(cls))
+
+
+class Network(object):
+    """A neural network computation graph of layers, with losses to train.
+
+    Parameters
+    ----------
+    layers : sequence of layer specs, optional
+        Each entry is an int (size), a tuple such as ``(20, 'tanh')`` or
+        ``(10, 'tied')`` or a shape ``(28, 28, 1)``, a dict of layer
+        keywords (with ``form``), a form name string, or a Layer instance.
+        The first becomes the Input layer ``'in'``, the last ``'out'``, the
+        others ``'hid1'``, ``'hid2'``, ...
+    loss : str, dict or Loss, optional
+        The loss to train (default ``'mse'``).
+    weighted : bool, optional
+        If True, training data include a weights array shaped like the target.
+    rng : int or RandomState, optional
+        Seeds initial parameter values, batch shuffling, noise and dropout.
+
+    Examples
+    --------
+    >>> import numpy as np, theanets
+    >>> net = theanets.Regressor([4, (8, 'tanh'), 2])
+    >>> [l.name for l in net.layers]
+    ['in', 'hid1', 'out']
+    >>> net.num_params
+    58
+    >>> net.predict(np.zeros((5, 4), 'f')).shape
+    (5, 2)
+    """
+
+    DEFAULT_OUTPUT_ACTIVATION = 'linear'
+    INPUT_NDIM = 2
+    OUTPUT_NDIM = 2
+
+    def __init__(self, layers=(), loss='mse', weighted=False, rng=13):
+        self._rng = util.as_rng(rng)
+        self._noise_seed = int(rng) if isinstance(rng, (int, np.integer)) \
+            else int(self._rng.randint(2 ** 30))
+        self.layers = []
+        self.losses = []
+        self._loss_spec = (loss, weighted)
+        self._weighted = bool(weighted)
+        self.history = []
+        self._reset_caches()
+        layers = list(layers)
+        for i, spec in enumerate(layers):
+            last = i == len(layers) - 1 and i > 0
+            self.add_layer(spec, is_output=last)
+        if loss and len(self.layers) > 1:
+            self.set_loss(loss, weighted=weighted)
+
+    def _reset_caches(self):
+        self._graphs = {}
+        self._functions = {}
+        self._optimizers = {}
+
+    # ----- building -------------------------------------------------------------------
+
+    def _default_name(self, is_output):
+        if not self.layers:
+            return 'in'
+        return 'out' if is_output else 'hid{}'.format(len(self.layers))
+
+    def add_layer(self, layer=None, is_output=False, **kwargs):
+        """Add a layer to the network.
+
+        Parameters
+        ----------
+        layer : int, tuple, dict, str or Layer
+            A layer spec, as for the constructor's ``layers``.
+        is_output : bool, optional
+            Give the layer the output defaults: name ``'out'`` and the model's
+            ``DEFAULT_OUTPUT_ACTIVATION``.
+        **kwargs
+            Defaults for the layer's keywords (``name``, ``activation``, ...);
+            values in a dict or tuple spec take precedence.
+
+        Returns
+        -------
+        Layer
+            The bound layer.
+        """
+        if isinstance(layer, Layer):
+            return self._append(layer, fill_inputs=not isinstance(layer, layers_module.Input))
+        form, spec_kwargs = parse_spec(layer)
+        first = not self.layers
+        merged = dict(name=self._default_name(is_output),
+                      activation=self.DEFAULT_OUTPUT_ACTIVATION if is_output else 'relu')
+        merged.update(kwargs)
+        merged.update(spec_kwargs)
+        form = form or ('input' if first else 'feedforward')
+        if not Layer.is_registered(form):
+            raise _unknown_form(form)
+        if Layer.get_class(form) is layers_module.Input or issubclass(
+                Layer.get_class(form), layers_module.Input):
+            self._input_defaults(merged)
+        else:
+            self._hidden_defaults(form, merged)
+        return self._append(Layer.build(form, **merged), fill_inputs=False)
+
+    def _input_defaults(self, kwargs):
+        kwargs.pop('activation', None)
+        if kwargs.get('shape') is None:
+            kwargs.setdefault('ndim', self.INPUT_NDIM)
+        if any(l.name == kwargs['name'] for l in self.layers):
+            raise util.ConfigurationError(
+                'an input layer named {!r} already exists; give it another name'.format(
+                    kwargs['name']))
+
+    def _hidden_defaults(self, form, kwargs):
+        if not self.layers:
+            raise util.ConfigurationError(
+                'the first layer must be an input layer, got form {!r}'.format(form))
+        if not kwargs.get('inputs'):
+            kwargs['inputs'] = self.layers[-1].output_name
+        if kwargs.get('rng') is None:
+            kwargs['rng'] = int(self._rng.randint(2 ** 31 - 1))
+        if form == 'tied' and kwargs.get('partner') is None:
+            kwargs['partner'] = self._find_tied_partner()
+
+    def _find_tied_partner(self):
+        count = 1
+        for layer in reversed(self.layers):
+            count += 1 if isinstance(layer, layers_module.Tied) else -1
+            if count == 0:
+                return layer.name
+        raise util.ConfigurationError(
+            'cannot find a partner for a tied layer after {}; tied layers mirror earlier '
+            'layers, e.g. [10, 20, (10, "tied")], or give partner="name"'.format(
+                [l.name for l in self.layers]))
+
+    def _append(self, layer, fill_inputs):
+        if any(l.name == layer.name for l in self.layers):
+            raise util.ConfigurationError(
+                'the network already has a layer named {!r}; layer names must be unique'
+                .format(layer.name))
+        if fill_inputs and not layer.inputs and self.layers:
+            layer.inputs = self.layers[-1].output_name
+            layer.kwargs['inputs'] = layer.inputs
+        self.layers.append(layer)
+        try:
+            fresh = not layer._params
+            layer.bind(self, reset=fresh, initialize=fresh)
+        except Exception:
+            self.layers.pop()
+            raise
+        self._reset_caches()
+        return layer
+
+    def _default_target(self):
+        return self.OUTPUT_NDIM
+
+    def add_loss(self, loss=None, **kwargs):
+        """Add a loss to the model; training minimises the weighted sum of all losses.
+
+        Parameters
+        ----------
+        loss : str, dict or Loss, optional
+            A loss name (``'mse'``, ``'xe'``, a custom class name...), a dict
+            with ``form`` and keywords, or a Loss instance. Default ``'mse'``.
+        **kwargs
+            Loss keywords: ``weight``, ``weighted``, ``target``, ``output_name``...
+        """
+        if isinstance(loss, losses_module.Loss):
+            self._append_loss(loss)
+            return loss
+        if isinstance(loss, dict):
+            kwargs = dict(loss, **kwargs)
+            loss = None
+        form = kwargs.pop('form', loss) or 'mse'
+        if not losses_module.Loss.is_registered(form):
+            known = sorted(losses_module.Loss._registry.classes)
+            near = util.closest(str(form).lower(), known)
+            raise util.ConfigurationError('unknown loss {!r}{}; known losses: {}'.format(
+                form, ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
+                ', '.join(known)))
+        cls = losses_module.Loss.get_class(form)
+        util.check_kwargs(kwargs, util.accepted_kwargs(cls), 'loss {!r}'.format(form))
+        if not self.layers:
+            raise util.ConfigurationError('add layers before adding a loss')
+        kwargs.setdefault('target', self._default_target())
+        kwargs.setdefault('output_name', self.layers[-1].output_name)
+        kwargs.setdefault('weighted', self._weighted)
+        built = cls(**kwargs)
+        self._append_loss(built)
+        return built
+
+    def _append_loss(self, loss):
+        loss.share_variables(self.losses)
+        self.losses.append(loss)
+        self._reset_caches()
+
+    def set_loss(self, *args, **kwargs):
+        """Replace all losses by one; arguments as for :meth:`add_loss`."""
+        self.losses = []
+        return self.add_loss(*args, **kwargs)
+
+    def _ensure_ready(self):
+        if len(self.layers) < 2:
+            raise util.ConfigurationError(
+                '{} has {} layer(s); add an input and an output layer, e.g. '
+                '{}([4, 2]) or net.add_layer(...)'.format(
+                    type(self).__name__, len(self.layers), type(self).__name__))
+        if not self.losses and self._loss_spec[0]:
+            self.set_loss(self._loss_spec[0], weighted=self._loss_spec[1])
+
+    # ----- properties --------------------------------------------------------------
+
+    @property
+    def inputs(self):
+        """Symbolic input variables, one per Input layer, in layer order."""
+        return [l.input for l in self.layers if isinstance(l, layers_module.Input)]
+
+    @property
+    def variables(self):
+        """Symbolic variables of the training data: inputs, then targets, then weights."""
+        self._ensure_ready()
+        result = list(self.inputs)
+        for loss in self.losses:
+            for var in loss.variables:
+                if not any(var is v for v in result):
+                    result.append(var)
+        return result
+
+    @property
+    def params(self):
+        """All learnable shared variables of all layers."""
+        return [p for l in self.layers for p in l.params]
+
+    @property
+    def num_params(self):
+        """Total number of learnable scalar values."""
+        return int(sum(p.get_value().size for p in self.params))
+
+    def find(self, which, param):
+        """Return a parameter of a layer.
+
+        Parameters
+        ----------
+        which : int or str
+            Layer index (0 is the input layer) or layer name.
+        param : int or str
+            Parameter name (e.g. ``'w'``) or index among the layer's parameters.
+
+        Raises
+        ------
+        KeyError
+            If the layer or the parameter does not exist.
+        """
+        if isinstance(which, (int, np.integer)):
+            if not -len(self.layers) <= which < len(self.layers):
+                raise KeyError('no layer {} in a network of {} layers'.format(
+                    which, len(self.layers)))
+            return self.layers[which].find(param)
+        for layer in self.layers:
+            if layer.name == which:
+                return layer.find(param)
+        raise KeyError('no layer named {!r}; layers are {}'.format(
+            which, [l.name for l in self.layers]))
+
+    # ----- symbolic graph -------------------------------------------------------------
+
+    def _graph_key(self, regs):
+        return (tuple((type(l).__name__, l.name, l.output_shape, id(l)) for l in self.layers),
+                tuple(r.key for r in regs))
+
+    def build_graph(self, regularizers=()):
+        """Connect the layers into a graph of symbolic outputs (cached).
+
+        Parameters
+        ----------
+        regularizers : sequence of Regularizer
+            Their ``modify_graph`` runs after each layer (noise, dropout).
+
+        Returns
+        -------
+        outputs : OrderedDict
+            Maps ``'layer:output'`` names to symbolic expressions.
+        updates : list of (shared, expression) pairs
+        """
+        key = self._graph_key(regularizers)
+        if key not in self._graphs:
+            log.debug('building computation graph')
+            outputs, updates = collections.OrderedDict(), []
+            for layer in self.layers:
+                out, upd = layer.connect(outputs)
+                for reg in regularizers:
+                    reg.modify_graph(out)
+                outputs.update(out)
+                updates.extend(upd)
+            self._graphs[key] = outputs, updates
+        return self._graphs[key]
+
+    def _regularizers(self, kwargs, extra=()):
+        util.check_kwargs(kwargs, regularizers.keyword_names() | {'rng'} | set(extra),
+                          '{}()'.format(type(self).__name__))
+        return regularizers.from_kwargs(self, **kwargs)
+
+    def loss(self, **kwargs):
+        """Return the scalar training loss: weighted losses plus regularizer terms."""
+        self._ensure_ready()
+        regs = regularizers.from_kwargs(self, **kwargs)
+        outputs, _ = self.build_graph(regs)
+        total = sum(l.weight * l(outputs) for l in self.losses)
+        for reg in regs:
+            term = reg.loss(self.layers, outputs)
+            if not (isinstance(term, (int, float)) and term == 0):
+                total = total + reg.weight * term
+        return total
+
+    def monitors(self, **kwargs):
+        """Return ``[(name, expression)]`` to compute during training: ``'err'`` then user monitors.
+
+        ``monitors=`` is a dict ``{pattern: levels}`` or a list of pairs; see
+        the training guide for the format.
+        """
+        self._ensure_ready()
+        regs = regularizers.from_kwargs(self, **kwargs)
+        outputs, _ = self.build_graph(regs)
+        result = [('err', self.losses[0](outputs))]
+        spec = kwargs.get('monitors') or ()
+        pairs = spec.items() if isinstance(spec, dict) else spec
+        for pattern, levels in pairs:
+            for name, expr in self._monitor_targets(outputs, pattern):
+                result.extend(_monitor_exprs(name, expr, levels))
+        return result
+
+    def _monitor_targets(self, outputs, pattern):
+        for name, expr in outputs.items():
+            if fnmatch.fnmatch(name, pattern):
+                yield name, expr
+        for param in self.params:
+            if fnmatch.fnmatch(param.name, pattern):
+                yield param.name, param
+
+    def updates(self, **kwargs):
+        """Return the graph's own updates (e.g. from recurrent scans)."""
+        regs = regularizers.from_kwargs(self, **kwargs)
+        return self.build_graph(regs)[1]
+
+    # ----- computing ------------------------------------------------------------------
+
+    def _input_arrays(self, x, more):
+        arrays = list(x) if isinstance(x, (list, tuple)) and len(self.inputs) > 1 and \
+            not more else [x] + list(more)
+        return checks.inputs(self, arrays)
+
+    def _compute(self, names, arrays, kwargs):
+        """Compile (once) and run a function from the inputs to the named outputs."""
+        self._ensure_layers()
+        regs = self._regularizers(kwargs)
+        outputs, updates = self.build_graph(regs)
+        names = list(outputs) if names is None else list(names)
+        key = ('compute', self._graph_key(regs), tuple(names))
+        if key not in self._functions:
+            log.debug('compiling feed_forward function')
+            self._functions[key] = backend.function(
+                self.inputs, [outputs[n] for n in names], updates=updates, name='feed_forward')
+        return collections.OrderedDict(zip(names, self._functions[key](*arrays)))
+
+    def _ensure_layers(self):
+        if len(self.layers) < 2:
+            self._ensure_ready()
+
+    def feed_forward(self, x, *more, **kwargs):
+        """Compute every output of every layer.
+
+        Parameters
+        ----------
+        x : ndarray
+            Input data (batch, ...); give one array per Input layer.
+        **kwargs
+            Noise or dropout keywords to apply, as for ``train``.
+
+        Returns
+        -------
+        dict
+            Maps ``'layer:output'`` names to arrays.
+        """
+        return dict(self._compute(None, self._input_arrays(x, more), kwargs))
+
+    def predict(self, x, *more, **kwargs):
+        """Compute the output of the network's last layer for input ``x`` (batch, ...)."""
+        name = self.layers[-1].output_name if self.layers else None
+        return self._compute([name], self._input_arrays(x, more), kwargs)[name]
+
+    def score(self, x, y, w=None, **kwargs):
+        """Return the R^2 of predictions of ``y`` (per output column, averaged; weighted by ``w``)."""
+        return r2_score(y, self.predict(x, **kwargs), w)
+
+    # ----- training -------------------------------------------------------------------
+
+    def itertrain(self, train, valid=None, algo='rmsprop', subalgo='rmsprop',
+                  save_every=0, save_progress=None, **kwargs):
+        """Train the network, yielding monitor values after each epoch.
+
+        Parameters
+        ----------
+        train : list of ndarray, Dataset or callable
+            Training data in :attr:`variables` order, e.g. ``[x, y]``.
+        valid : same as ``train``, optional
+            Validation data; defaults to the training data.
+        algo : str or object with ``itertrain``
+            ``'rmsprop'`` (default), ``'sgd'``, ``'nag'``, ``'adam'``,
+            ``'rprop'``, ``'adagrad'``, ``'adadelta'``, ``'esgd'``,
+            ``'sample'``, ``'layerwise'``, ``'pretrain'``.
+        subalgo : str
+            Optimizer used in each stage of ``layerwise`` and ``pretrain``.
+        save_every : int or float
+            Save every this many epochs (int) or minutes (float).
+        save_progress : str or file, optional
+            Where to save; a ``'{}'`` in the path is filled with a timestamp.
+        **kwargs
+            Optimizer hyperparameters, regularizers, ``monitors``,
+            ``batch_size``... Unknown names raise TypeError.
+
+        Yields
+        ------
+        train_monitors, valid_monitors : OrderedDict
+            ``'loss'`` first, then ``'err'``, user monitors, and ``'acc'`` for classifiers.
+        """
+        from . import trainer
+        if 'algorithm' in kwargs:
+            warnings.warn('algorithm= is deprecated; use algo=', DeprecationWarning, stacklevel=2)
+            algo = kwargs.pop('algorithm')
+            if isinstance(algo, (list, tuple)):
+                algo = algo[0]
+        self._ensure_ready()
+        runner = trainer.build(algo, subalgo, self)
+        trainer.check_train_kwargs(self, runner, kwargs)
+        saver = trainer.ProgressSaver(self, save_every, save_progress)
+        for monitors in runner.itertrain(train, valid, **kwargs):
+            yield monitors
+            saver.tick()
+
+    def train(self, *args, **kwargs):
+        """Train until early stopping; return the last ``(train, valid)`` monitor dicts.
+
+        Arguments are those of :meth:`itertrain`. Each epoch's monitors are
+        appended to :attr:`history`, which this call resets.
+        """
+        self.history = []
+        monitors = None
+        for monitors in self.itertrain(*args, **kwargs):
+            self.history.append(monitors)
+        return monitors
+
+    # ----- persistence ----------------------------------------------------------------
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for key in ('_graphs', '_functions', '_optimizers'):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.__dict__.setdefault('history', [])
+        self._reset_caches()
+
+    def save(self, filename_or_handle):
+        """Save the network to a pickle file (gzip if the name ends in ``.gz``).
+
+        Writing is atomic: a temporary file in the same directory is renamed
+        into place, so a crash never leaves a partial file.
+        """
+        from . import __version__
+        payload = dict(format=_FORMAT_TAG, format_version=FORMAT_VERSION,
+                       theanets_version=__version__, network=self)
+        if hasattr(filename_or_handle, 'write'):
+            pickle.dump(payload, filename_or_handle, -1)
+        else:
+            _atomic_pickle(payload, str(filename_or_handle))
+        log.info('saved model to %s', getattr(filename_or_handle, 'name', filename_or_handle))
+
+    @_ClassOnly
+    def load(cls, filename_or_handle):
+        """Load a network saved by :meth:`save`; returns it (call on the class).
+
+        Raises
+        ------
+        ValueError
+            For a truncated, corrupt or foreign file, or one written by a
+            newer format version.
+        """
+        payload = _read_pickle(filename_or_handle)
+        net = _unpack(payload, filename_or_handle)
+        log.info('loaded model from %s', getattr(filename_or_handle, 'name', filename_or_handle))
+        return net
+
+
+def _open(path, mode):
+    return gzip.open(path, mode) if path.lower().endswith('.gz') else open(path, mode)
+
+
+def _atomic_pickle(payload, path):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='-' + os.path.basename(path), dir=directory)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, 'wb') as raw:
+            if path.lower().endswith('.gz'):
+                with gzip.GzipFile(fileobj=raw, mode='wb') as zipped:
+                    pickle.dump(payload, zipped, -1)
+            else:
+                pickle.dump(payload, raw, -1)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read_pickle(source):
+    what = getattr(source, 'name', source)
+    try:
+        if hasattr(source, 'read'):
+            return pickle.load(source)
+        with _open(str(source), 'rb') as handle:
+            return pickle.load(handle)
+    except (EOFError, pickle.UnpicklingError, gzip.BadGzipFile, OSError, AttributeError,
+            ImportError, IndexError, TypeError, ValueError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError('cannot load a theanets model from {!r}: the file is truncated, '
+                         'corrupt or not a theanets model ({}: {})'.format(
+                             what, type(err).__name__, err)) from err
+
+
+def _unpack(payload, source):
+    what = getattr(source, 'name', source)
+    if isinstance(payload, Network):
+        return payload
+    if not isinstance(payload, dict) or payload.get('format') != _FORMAT_TAG:
+        raise ValueError('{!r} is not a theanets model file (found a pickled {})'.format(
+            what, type(payload).__name__))
+    if payload.get('format_version', 0) > FORMAT_VERSION:
+        raise ValueError(
+            '{!r} was written by theanets {} in model format {}, newer than this '
+            'theanets reads ({}); upgrade theanets'.format(
+                what, payload.get('theanets_version'), payload['format_version'],
+                FORMAT_VERSION))
+    from . import __version__
+    if payload.get('theanets_version') != __version__:
+        log.warning('%s was saved by theanets %s; this is %s', what,
+                    payload.get('theanets_version'), __version__)
+    return payload['network']
+
+
+def _monitor_exprs(name, expr, levels):
+    import pytensor.tensor as TT
+    if isinstance(levels, (int, float)):
+        levels = [levels]
+    if isinstance(levels, dict):
+        levels = list(levels.items())
+    result = []
+    for level in levels:
+        if isinstance(level, (tuple, list)) and len(level) == 2 and callable(level[1]):
+            result.append(('{}:{}'.format(name, level[0]), level[1](expr)))
+        else:
+            result.append(('{}<{}'.format(name, level), TT.lt(expr, level).mean()))
+    return result
+
+
+def r2_score(y, yhat, w=None):
+    """Coefficient of determination, per output column then averaged.
+
+    Parameters
+    ----------
+    y, yhat : ndarray (..., n)
+        True and predicted values; leading axes are flattened.
+    w : ndarray (..., n), optional
+        Weights of each value.
+
+    Returns
+    -------
+    float
+    """
+    y = np.asarray(y, dtype=float).reshape(-1, np.shape(y)[-1])
+    yhat = np.asarray(yhat, dtype=float).reshape(y.shape)
+    w = np.ones_like(y) if w is None else np.asarray(w, dtype=float).reshape(y.shape)
+    mean = (w * y).sum(axis=0) / w.sum(axis=0)
+    num = (w * (y - yhat) ** 2).sum(axis=0)
+    den = (w * (y - mean) ** 2).sum(axis=0)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        scores = np.where(den > 0, 1 - num / np.where(den > 0, den, 1),
+                          np.where(num > 0, 0.0, 1.0))
+    return float(scores.mean())

@@ -1,0 +1,137 @@
+"""Feedforward layers: Feedforward, Classifier and Tied."""
+
+import pytensor.sparse
+import pytensor.tensor as TT
+
+from .. import util
+from .base import Layer
+
+__all__ = ['Feedforward', 'Classifier', 'Tied']
+
+
+def _dot(x, w):
+    if isinstance(x.type, pytensor.sparse.SparseTensorType):
+        return pytensor.sparse.structured_dot(x, w)
+    return TT.dot(x, w)
+
+
+class Feedforward(Layer):
+    """A layer computing out = g(sum_i x_i . w_i + b).
+
+    With one input the weights are ``'w'`` (input size, size); with several,
+    one matrix per input named ``'w_<input name>'`` (e.g. ``'w_in:out'``).
+    The bias ``'b'`` has shape (size,).
+
+    Outputs: ``'out'`` (the activation) and ``'pre'`` (before activation),
+    both (..., size).
+
+    Examples
+    --------
+    >>> import theanets
+    >>> net = theanets.Regressor([3, (4, 'tanh'), 2])
+    >>> net.find('hid1', 'w').get_value().shape
+    (3, 4)
+    """
+
+    __extra_registration_keys__ = ['ff']
+
+    OUTPUTS = ('out', 'pre')
+
+    def _weight_name(self, input_name):
+        return 'w' if len(self._input_shapes) == 1 else 'w_' + input_name
+
+    def setup(self):
+        for name, shape in self._input_shapes.items():
+            if shape[-1] is None:
+                raise util.ConfigurationError(
+                    'layer {!r}: the size of input {!r} is unknown'.format(self.name, name))
+            self.add_weights(self._weight_name(name), shape[-1], self.output_size)
+        self.add_bias('b', self.output_size)
+
+    def transform(self, inputs):
+        if not isinstance(inputs, dict):
+            inputs = {self.input_name: inputs}
+        pre = self.find('b')
+        for name, x in inputs.items():
+            pre = _dot(x, self.find(self._weight_name(name))) + pre
+        return dict(pre=pre, out=self.activate(pre))
+
+
+class Classifier(Feedforward):
+    """A feedforward layer whose activation is always softmax."""
+
+    __extra_registration_keys__ = ['softmax']
+
+    def __init__(self, **kwargs):
+        kwargs['activation'] = 'softmax'
+        super().__init__(**kwargs)
+
+
+class Tied(Layer):
+    """A layer whose weights are the transpose of another layer's ``'w'``.
+
+    out = g(x . partner.w^T + b); the layer's size is the partner's input size
+    and its only parameter is the bias ``'b'``.
+
+    Parameters
+    ----------
+    partner : str or Layer
+        The layer whose weights are shared. A network finds it automatically
+        in mirrored autoencoders such as ``[784, 256, 64, ('tied', 256), ('tied', 784)]``.
+    """
+
+    OUTPUTS = ('out', 'pre')
+
+    def __init__(self, partner=None, **kwargs):
+        if partner is None:
+            raise util.ConfigurationError(
+                'tied layer {!r} needs a partner layer (name or Layer)'.format(
+                    kwargs.get('name')))
+        self.partner = partner
+        super().__init__(**kwargs)
+        self.kwargs['partner'] = partner.name if isinstance(partner, Layer) else partner
+
+    def _partner_layer(self, layers):
+        if isinstance(self.partner, Layer):
+            return self.partner
+        for layer in layers:
+            if layer.name == self.partner:
+                return layer
+        raise util.ConfigurationError(
+            'tied layer {!r}: partner {!r} is not a layer of this network; layers are {}'.format(
+                self.name, self.partner, [l.name for l in layers]))
+
+    def resolve_inputs(self, layers):
+        super().resolve_inputs(layers)
+        self.partner = self._partner_layer(layers)
+        log_partner = getattr(self.partner, 'input_shape', None)
+        if log_partner is None:
+            raise util.ConfigurationError(
+                'tied layer {!r}: partner {!r} has no single input'.format(
+                    self.name, self.partner.name))
+
+    def resolve_outputs(self):
+        pshape = self.partner.input_shape
+        if self.size is not None and self.size != pshape[-1]:
+            raise util.ConfigurationError(
+                'tied layer {!r}: size={} but partner {!r} has input size {}'.format(
+                    self.name, self.size, self.partner.name, pshape[-1]))
+        self._output_shape = self.input_shape[:-1] + (pshape[-1], )
+        if self.input_size != self.partner.output_size:
+            raise util.ConfigurationError(
+                'tied layer {!r}: input size {} does not match partner {!r} output size {}'
+                .format(self.name, self.input_size, self.partner.name,
+                        self.partner.output_size))
+
+    def setup(self):
+        self.add_bias('b', self.output_size)
+
+    def transform(self, inputs):
+        pre = TT.dot(inputs, self.partner.find('w').T) + self.find('b')
+        return dict(pre=pre, out=self.activate(pre))
+
+    def to_spec(self):
+        spec = super().to_spec()
+        spec['partner'] = self.partner.name if isinstance(self.partner, Layer) else self.partner
+        spec['size'] = None
+        return spec

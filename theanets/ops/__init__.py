@@ -1,0 +1,1 @@
+"""Custom PyTensor operations used by theanets layers."""

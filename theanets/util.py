@@ -1,0 +1,215 @@
+"""Utilities shared across the library: errors, registries, random init, name matching."""
+
+import difflib
+import fnmatch
+import logging
+
+import numpy as np
+
+from . import backend
+
+__all__ = [
+    'FLOAT', 'Error', 'ConfigurationError', 'Registry', 'closest', 'check_kwargs',
+    'random_matrix', 'random_vector', 'outputs_matching', 'params_matching',
+    'as_rng', 'enable_default_logging', 'basestring',
+]
+
+log = logging.getLogger(__name__)
+
+FLOAT = backend.FLOAT
+basestring = str
+
+
+class Error(Exception):
+    """Base class for errors raised by theanets."""
+
+
+class ConfigurationError(Error, ValueError):
+    """A model, layer, loss or training option was configured wrongly."""
+
+
+def closest(name, candidates, n=3):
+    """Return up to ``n`` names from ``candidates`` that look like ``name``."""
+    return difflib.get_close_matches(str(name), sorted(candidates), n=n, cutoff=0.5)
+
+
+def _did_you_mean(name, candidates):
+    near = closest(name, candidates)
+    return ' (did you mean {}?)'.format(', '.join(repr(c) for c in near)) if near else ''
+
+
+def check_kwargs(kwargs, valid, where):
+    """Raise a TypeError naming each unknown keyword and the closest valid ones.
+
+    Parameters
+    ----------
+    kwargs : iterable of str
+        Keyword names that were given.
+    valid : iterable of str
+        Keyword names that are accepted.
+    where : str
+        What received them, e.g. ``"train()"`` or ``"layer 'hid1'"``.
+    """
+    valid = set(valid)
+    unknown = sorted(k for k in kwargs if k not in valid)
+    if unknown:
+        parts = ['{!r}{}'.format(k, _did_you_mean(k, valid)) for k in unknown]
+        raise TypeError('{} got unknown keyword argument{} {}'.format(
+            where, 's' if len(unknown) > 1 else '', '; '.join(parts)))
+
+
+def accepted_kwargs(cls):
+    """Return the keyword names the constructors along ``cls``'s MRO declare."""
+    import inspect
+    names = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get('__init__')
+        if init is not None and init is not object.__init__:
+            names.update(p.name for p in inspect.signature(init).parameters.values()
+                         if p.name != 'self' and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    return names
+
+
+class Registry(object):
+    """A family of classes registered by lowercase class name plus aliases.
+
+    A family base class creates its registry with ``_registry = Registry('layer')``
+    and defines ``__init_subclass__`` to call :meth:`add`. Each subclass may set
+    ``__extra_registration_keys__`` to a sequence of aliases.
+    """
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.classes = {}
+
+    def add(self, cls):
+        if cls.__name__.startswith('_'):
+            return
+        keys = [cls.__name__.lower()] + [
+            k.lower() for k in cls.__dict__.get('__extra_registration_keys__', ())]
+        for key in keys:
+            self.classes[key] = cls
+
+    def get(self, key):
+        """Return the class registered under ``key`` (case-insensitive)."""
+        if isinstance(key, type):
+            return key
+        if not isinstance(key, str):
+            raise TypeError('expected a {} name, got {!r}'.format(self.kind, key))
+        try:
+            return self.classes[key.lower()]
+        except KeyError:
+            raise KeyError('unknown {} {!r}{}; known {}s: {}'.format(
+                self.kind, key, _did_you_mean(key.lower(), self.classes), self.kind,
+                ', '.join(sorted(self.classes)))) from None
+
+    def __contains__(self, key):
+        return isinstance(key, str) and key.lower() in self.classes
+
+
+class Registrar(object):
+    """Mixin giving a class family ``build``, ``get_class`` and ``is_registered``."""
+
+    _registry = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if '_registry' not in cls.__dict__:
+            cls._registry.add(cls)
+
+    @classmethod
+    def build(cls, key, *args, **kwargs):
+        """Create an instance of the class registered under ``key``."""
+        return cls._registry.get(key)(*args, **kwargs)
+
+    @classmethod
+    def get_class(cls, key):
+        return cls._registry.get(key)
+
+    @classmethod
+    def is_registered(cls, key):
+        return key in cls._registry
+
+
+def as_rng(rng):
+    """Return a ``numpy.random.RandomState`` for an int seed, a RandomState or None."""
+    if isinstance(rng, np.random.RandomState):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.RandomState(rng)
+    raise TypeError('rng must be an int seed or a numpy RandomState, got {!r}'.format(rng))
+
+
+def random_matrix(rows, cols, mean=0, std=1, sparsity=0, radius=0, diagonal=0, rng=None):
+    """Create a matrix of randomly-initialized weights.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Shape of the matrix.
+    mean, std : float
+        Mean and standard deviation of the Gaussian the values are drawn from.
+    sparsity : float in [0, 1)
+        Fraction of values set to zero (the leading diagonal is kept).
+    radius : float
+        If positive, rescale so the largest singular value equals this.
+    diagonal : float
+        If nonzero, return this value on the diagonal and zeros elsewhere.
+    rng : RandomState or int, optional
+
+    Returns
+    -------
+    ndarray of shape (rows, cols), dtype floatX
+    """
+    if diagonal:
+        return (diagonal * np.eye(max(rows, cols))[:rows, :cols]).astype(FLOAT)
+    rng = as_rng(rng)
+    arr = mean + std * rng.randn(rows, cols)
+    if 0 < sparsity < 1:
+        k = min(rows, cols)
+        mask = rng.binomial(n=1, p=1 - sparsity, size=(rows, cols)).astype(bool)
+        mask[:k, :k] |= np.eye(k, dtype=bool)
+        arr *= mask
+    if radius > 0:
+        u, s, vT = np.linalg.svd(arr, full_matrices=False)
+        arr = np.dot(np.dot(u, np.diag(radius * s / abs(s[0]))), vT)
+    return arr.astype(FLOAT)
+
+
+def random_vector(size, mean=0, std=1, rng=None):
+    """Create a vector of Gaussian values, shape (size,), dtype floatX."""
+    return (mean + std * as_rng(rng).randn(size)).astype(FLOAT)
+
+
+def _as_patterns(patterns):
+    return (patterns, ) if isinstance(patterns, str) else tuple(patterns or ())
+
+
+def outputs_matching(outputs, patterns):
+    """Yield ``(name, expr)`` for graph outputs whose name matches a glob pattern."""
+    patterns = _as_patterns(patterns)
+    for name, expr in sorted(outputs.items()):
+        if any(fnmatch.fnmatch(name, p) for p in patterns):
+            yield name, expr
+
+
+def params_matching(layers, patterns):
+    """Yield ``(name, param)`` for layer parameters whose name matches a glob pattern."""
+    patterns = _as_patterns(patterns)
+    for layer in layers:
+        for param in layer.params:
+            if any(fnmatch.fnmatch(param.name, p) for p in patterns):
+                yield param.name, param
+
+
+def enable_default_logging(level=logging.INFO):
+    """Send theanets' log messages to stderr (for scripts; the library adds no handlers)."""
+    logger = logging.getLogger('theanets')
+    if not any(getattr(h, '_theanets_default', False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(
+            '%(levelname).1s %(asctime)s %(name)s:%(lineno)d %(message)s', '%Y%m%d %H:%M:%S'))
+        handler._theanets_default = True
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    return logger
