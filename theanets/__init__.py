@@ -16,9 +16,10 @@ from .feedforward import Autoencoder, Regressor, Classifier  # noqa: E402
 from .graph import Network  # noqa: E402
 from .layers import Layer  # noqa: E402
 from .losses import Loss  # noqa: E402
+from .main import Experiment  # noqa: E402
 from .regularizers import Regularizer  # noqa: E402
 from . import layers, losses, regularizers, trainer, optimizers  # noqa: E402
 
-__all__ = ['Activation', 'Autoencoder', 'Classifier', 'Layer', 'Loss', 'Network',
+__all__ = ['Experiment', 'Activation', 'Autoencoder', 'Classifier', 'Layer', 'Loss', 'Network',
            'Regressor', 'Regularizer', 'layers', 'losses', 'regularizers', 'trainer',
            'optimizers', 'util', '__version__']

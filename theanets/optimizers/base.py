@@ -200,8 +200,10 @@ class Optimizer(util.Registrar):
         self._compiled = {}   # structure key -> (function, [(state, initializer)])
         self._new_state = None
         self._building = None   # structure dict while a step graph is being built
+        self._function = None   # the compiled step used by the running iterate()
         self._best = None
         self._best_loss = None
+        self._failures = 0
 
     # -- input checks ----------------------------------------------------------
 
@@ -549,6 +551,18 @@ class Optimizer(util.Registrar):
         NonFiniteLossError
             When the training loss becomes NaN or infinite (after restoring
             the best parameters).
+
+        Notes
+        -----
+        Validation runs before epoch ``k`` whenever ``k % validate_every == 0``
+        (so before the first epoch). A validation loss improves on the best one
+        when ``best - loss > |best| * min_improvement``; NaN never improves.
+        Iteration stops, without yielding, once more than ``patience``
+        validations in a row failed to improve, after ``max_updates`` epochs,
+        when the consumer stops iterating, or on KeyboardInterrupt; in every
+        case (and when an exception escapes) the parameters are set back to
+        the values of the best validation. Algorithm state (velocities,
+        moving averages) starts afresh at each call.
         """
         config = self._configure(kwargs)
         if train is None:

@@ -1,0 +1,159 @@
+"""Shared pieces of the benchmark scripts: timing, compile-time subprocesses, tables.
+
+Each benchmark script defines two factories, ``make_theanets(args)`` and
+``make_torch(args)``, returning a *step* callable that runs one training
+mini-batch (forward, backward, update), plus ``predict`` callables. This
+module times them interleaved, in one process, so that machine noise affects
+both alike, and measures compile time and peak memory in fresh subprocesses.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def throughput(step, batch_size, seconds):
+    """Run ``step()`` repeatedly for about ``seconds``; return examples per second."""
+    step()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        count += 1
+    return count * batch_size / (time.perf_counter() - start)
+
+
+def interleaved(candidates, batch_size, rounds, seconds):
+    """Time each candidate's step ``rounds`` times in turn; return the median rates.
+
+    Parameters
+    ----------
+    candidates : dict of name -> callable
+    """
+    rates = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, step in candidates.items():
+            rates[name].append(throughput(step, batch_size, seconds))
+    return {name: float(np.median(r)) for name, r in rates.items()}
+
+
+def peak_memory_mb():
+    """Peak resident memory of this process in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def compile_times(script, extra_args=()):
+    """Return (cold, warm) seconds to build and compile the theanets model.
+
+    Runs ``script --compile-only`` twice in subprocesses sharing a fresh,
+    empty PyTensor compile directory: the first run is cold, the second warm.
+    """
+    with tempfile.TemporaryDirectory() as compiledir:
+        env = dict(os.environ)
+        flags = env.get('PYTENSOR_FLAGS', '')
+        env['PYTENSOR_FLAGS'] = ','.join(filter(None, [flags, 'compiledir=' + compiledir]))
+        result = []
+        for _ in range(2):
+            out = subprocess.run([sys.executable, script, '--compile-only'] + list(extra_args),
+                                 env=env, capture_output=True, text=True, check=True)
+            result.append(json.loads(out.stdout.strip().splitlines()[-1])['compile'])
+        return tuple(result)
+
+
+def memory_of(script, framework, extra_args=()):
+    """Peak memory (MB) of a subprocess that trains with only ``framework``."""
+    out = subprocess.run([sys.executable, script, '--memory-only', framework] + list(extra_args),
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])['peak_mb']
+
+
+def parser(description):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument('--rounds', type=int, default=3, help='interleaved timing rounds')
+    p.add_argument('--seconds', type=float, default=3.0, help='seconds per timing')
+    p.add_argument('--mode', default=None, help='PyTensor mode for theanets (CVM, JAX, NUMBA)')
+    p.add_argument('--compile-only', action='store_true', help=argparse.SUPPRESS)
+    p.add_argument('--memory-only', default=None, help=argparse.SUPPRESS)
+    p.add_argument('--no-subprocess', action='store_true',
+                   help='skip the cold/warm compile and memory subprocesses')
+    return p
+
+
+def machine():
+    return '{} {}, {} cores, Python {}'.format(
+        platform.system(), platform.machine(), os.cpu_count(), platform.python_version())
+
+
+def report(title, rows):
+    """Print a table: rows of (label, value) pairs."""
+    print('\n' + title)
+    print('-' * len(title))
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print('{:<{w}}  {}'.format(label, value, w=width))
+
+
+def run(script, description, batch_size, make_theanets, make_torch, extra_args=()):
+    """The main of a benchmark script: parse flags and print the comparison."""
+    args = parser(description).parse_args()
+    if args.mode:
+        import theanets
+        theanets.backend.set_mode(args.mode)
+    if args.compile_only:
+        start = time.perf_counter()
+        make_theanets(args)
+        print(json.dumps({'compile': time.perf_counter() - start}))
+        return
+    if args.memory_only:
+        make = make_theanets if args.memory_only == 'theanets' else make_torch
+        step, _ = make(args)
+        for _ in range(20):
+            step()
+        print(json.dumps({'peak_mb': peak_memory_mb()}))
+        return
+    start = time.perf_counter()
+    th_step, th_predict = make_theanets(args)
+    build = time.perf_counter() - start
+    candidates = {'theanets train': th_step}
+    predictors = {'theanets predict': th_predict}
+    have_torch = torch_available()
+    if have_torch:
+        import torch
+        torch.set_num_threads(os.cpu_count())
+        candidates['torch train'], predictors['torch predict'] = make_torch(args)
+    rates = interleaved(dict(candidates, **predictors), batch_size, args.rounds, args.seconds)
+    rows = [('machine', machine()), ('mode', args.mode or 'CVM (default)'),
+            ('build + compile in this process (s)', '{:.1f}'.format(build))]
+    for name, rate in rates.items():
+        rows.append(('{} (examples/s)'.format(name), '{:,.0f}'.format(rate)))
+    if have_torch:
+        rows.append(('train ratio theanets/torch', '{:.2f}x'.format(
+            rates['theanets train'] / rates['torch train'])))
+        rows.append(('predict ratio theanets/torch', '{:.2f}x'.format(
+            rates['theanets predict'] / rates['torch predict'])))
+    if not args.no_subprocess:
+        extra = list(extra_args) + (['--mode', args.mode] if args.mode else [])
+        cold, warm = compile_times(script, extra)
+        rows.append(('compile, cold cache (s)', '{:.1f}'.format(cold)))
+        rows.append(('compile, warm cache (s)', '{:.1f}'.format(warm)))
+        rows.append(('peak memory theanets (MB)', '{:.0f}'.format(
+            memory_of(script, 'theanets', extra))))
+        if have_torch:
+            rows.append(('peak memory torch (MB)', '{:.0f}'.format(
+                memory_of(script, 'torch', extra))))
+    report(description, rows)
