@@ -258,16 +258,24 @@ def test_min_improvement_is_relative():
     assert counts == [30, 1]
 
 
-def test_max_updates_restores_last_validated_params():
+def test_max_updates_validates_the_final_params():
     data = make_data()
     p = Problem('sgd')
     seen = []
     for _ in p.opt.iterate(data, learning_rate=0.01, validate_every=2, max_updates=5):
         seen.append(p.values)
     assert len(seen) == 5
-    # validations ran before epochs 1, 3, 5 (after 0, 2, 4 updates); the best is after 4.
-    np.testing.assert_array_equal(p.values, seen[3])
-    assert not np.array_equal(p.values, seen[4])
+    # validations ran after 0, 2 and 4 updates, and once more after the 5th (the
+    # last epoch fell between validations); the loss keeps falling, so the final
+    # parameters are the best and are kept.
+    np.testing.assert_array_equal(p.values, seen[4])
+
+
+def test_max_updates_keeps_best_when_final_params_are_worse():
+    train, valid = worsening()
+    p = Problem('sgd')
+    list(p.opt.iterate(train, valid, learning_rate=0.05, validate_every=10, max_updates=3))
+    np.testing.assert_array_equal(p.values, np.zeros(4))
 
 
 def test_breaking_out_restores_best():

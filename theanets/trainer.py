@@ -1,17 +1,23 @@
 """Trainers: the strategies ``Network.itertrain`` runs for each ``algo``.
 
-- :class:`DownhillTrainer` runs one of the optimizers (``'sgd'``, ``'rmsprop'``, ...).
+- :class:`DownhillTrainer` runs one optimizer (``'sgd'``, ``'rmsprop'``, ``'adam'``...).
 - :class:`SampleTrainer` (``'sample'``) sets weights to samples of the data.
 - :class:`SupervisedPretrainer` (``'layerwise'``, ``'sup*'``) trains a growing
-  stack of layers, one stage per hidden layer, then the full network.
-- :class:`UnsupervisedPretrainer` (``'pretrain'``, ``'unsup*'``) pretrains the
-  hidden layers as a tied autoencoder on the inputs, then copies the weights.
+  stack of layers, then the whole network.
+- :class:`UnsupervisedPretrainer` (``'pretrain'``, ``'unsup*'``) trains the
+  hidden layers as a tied autoencoder of the inputs, then copies the weights
+  into the network.
 
-Every trainer yields ``(train_monitors, valid_monitors)`` pairs.
+Every trainer has ``itertrain(train, valid=None, **kwargs)``, a generator of
+``(train_monitors, valid_monitors)`` pairs; any object with such a method can
+be passed as ``algo``. :class:`ProgressSaver` implements ``save_every`` and
+``save_progress``.
 """
 
 import collections
+import copy
 import logging
+import numbers
 import time
 
 import numpy as np
@@ -29,9 +35,44 @@ log = logging.getLogger(__name__)
 #: train() keywords the network itself reads (not the optimizer).
 NETWORK_KWARGS = {'monitors', 'monitor_gradients', 'rng', 'allow_nonfinite'}
 
+#: Names ``algo`` accepts besides the optimizers.
+TRAINER_NAMES = ('sample', 'layerwise', 'supervised', 'pretrain', 'unsupervised')
+
+
+def _optimizer_names():
+    return sorted(k for k in optimizers.Optimizer._registry.classes if k != 'optimizer')
+
+
+def _check_algo(algo, what='algo'):
+    name = algo.lower() if isinstance(algo, str) else algo
+    if not isinstance(name, str) or name not in _optimizer_names():
+        known = _optimizer_names() + (list(TRAINER_NAMES) if what == 'algo' else [])
+        near = util.closest(str(name), known)
+        raise util.ConfigurationError('unknown training {} {!r}{}; known: {}'.format(
+            'algorithm' if what == 'algo' else 'sub-algorithm (subalgo)', algo,
+            ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
+            ', '.join(known)))
+    return name
+
 
 def build(algo, subalgo, network):
-    """Return the trainer for ``algo`` (a name, or an object with ``itertrain``)."""
+    """Return the trainer for ``algo``.
+
+    Parameters
+    ----------
+    algo : str or object with an ``itertrain`` method
+        ``'sample'``; ``'layerwise'`` or any name starting with ``'sup'``;
+        ``'pretrain'`` or any name starting with ``'unsup'``; or an optimizer
+        name (case-insensitive). An object is used as the trainer itself.
+    subalgo : str
+        The optimizer the layerwise and pretrain trainers run in each stage.
+    network : :class:`theanets.Network`
+
+    Raises
+    ------
+    ConfigurationError
+        For an unknown name (the message lists the known ones).
+    """
     if not isinstance(algo, str):
         if hasattr(algo, 'itertrain'):
             return algo
@@ -42,36 +83,32 @@ def build(algo, subalgo, network):
     if name == 'sample':
         return SampleTrainer(network)
     if name.startswith('layer') or name.startswith('sup'):
-        return SupervisedPretrainer(subalgo, network)
+        return SupervisedPretrainer(_check_algo(subalgo, 'subalgo'), network)
     if name.startswith('pre') or name.startswith('unsup'):
-        return UnsupervisedPretrainer(subalgo, network)
-    if not optimizers.Optimizer.is_registered(name) or name == 'optimizer':
-        known = sorted(k for k in optimizers.Optimizer._registry.classes if k != 'optimizer')
-        known += ['sample', 'layerwise', 'pretrain']
-        near = util.closest(name, known)
-        raise util.ConfigurationError('unknown training algorithm {!r}{}; known: {}'.format(
-            algo, ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
-            ', '.join(known)))
-    return DownhillTrainer(name, network)
+        return UnsupervisedPretrainer(_check_algo(subalgo, 'subalgo'), network)
+    return DownhillTrainer(_check_algo(algo), network)
 
 
 def check_train_kwargs(network, runner, kwargs):
-    """Raise TypeError for ``train()`` keywords that nothing reads."""
-    algo = getattr(runner, 'algo', None)
-    valid = set(NETWORK_KWARGS) | regularizers.keyword_names()
-    if algo is not None:
-        valid |= optimizers.hyperparameter_names(algo)
-    elif isinstance(runner, SampleTrainer):
-        valid |= optimizers.hyperparameter_names()
+    """Raise TypeError for ``train()`` keywords that nothing reads.
+
+    The message names each unknown keyword and the closest accepted ones.
+    Keywords given to a user-supplied trainer object are not checked.
+    """
+    if isinstance(runner, SampleTrainer):
+        optimizer_names = optimizers.hyperparameter_names()
+    elif isinstance(runner, (DownhillTrainer, SupervisedPretrainer, UnsupervisedPretrainer)):
+        optimizer_names = optimizers.hyperparameter_names(runner.algo)
     else:
         return
+    valid = NETWORK_KWARGS | regularizers.keyword_names() | optimizer_names
     util.check_kwargs(kwargs, valid, 'train()')
 
 
 def _freeze(value):
-    """A hashable stand-in for a monitors spec or other kwargs value."""
+    """A hashable stand-in for a monitors spec."""
     if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+        return tuple(sorted(((k, _freeze(v)) for k, v in value.items()), key=repr))
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     if callable(value):
@@ -91,57 +128,82 @@ def _prepare(network, data, kwargs):
 
 
 class DownhillTrainer(object):
-    """Train a network with one optimizer algorithm, caching the compiled optimizer.
+    """Train a network with one optimizer, reusing its compiled functions.
+
+    The optimizer is cached on the network (keyed by the graph, losses,
+    regularizers and monitors), so training again with other
+    hyperparameters does not recompile.
 
     Parameters
     ----------
     algo : str
         An optimizer name such as ``'rmsprop'``.
     network : :class:`theanets.Network`
+
+    Attributes
+    ----------
+    optimizer : :class:`theanets.optimizers.Optimizer` or None
+        The optimizer of the last :meth:`itertrain` call.
     """
 
     def __init__(self, algo, network):
         self.algo = algo
         self.network = network
+        self.optimizer = None
 
-    def _key(self, kwargs):
+    def _key(self, graph_kwargs, regs):
         net = self.network
-        regs = regularizers.from_kwargs(net, **kwargs)
-        losses = tuple((type(l).__name__, l.weight, l.output_name) for l in net.losses)
-        return (self.algo, net._graph_key(regs), losses, _freeze(kwargs.get('monitors')),
-                bool(kwargs.get('monitor_gradients')))
+        losses = tuple((type(l).__name__, l.weight, l.output_name, id(l)) for l in net.losses)
+        return (self.algo, net._graph_key(regs), losses, _freeze(graph_kwargs.get('monitors')),
+                bool(graph_kwargs.get('monitor_gradients')))
 
     def _optimizer(self, kwargs):
         net = self.network
         graph_kwargs = _graph_kwargs(kwargs)
-        key = self._key(graph_kwargs)
+        regs = regularizers.from_kwargs(net, **graph_kwargs)
+        gradients = bool(kwargs.get('monitor_gradients'))
+        key = self._key(dict(graph_kwargs, monitor_gradients=gradients), regs)
         if key not in net._optimizers:
+            for loss in net.losses:
+                loss.log()
+            for reg in regs:
+                reg.log()
             net._optimizers[key] = optimizers.build(
                 self.algo, loss=net.loss(**graph_kwargs), params=net.params,
                 inputs=net.variables, updates=net.updates(**graph_kwargs),
-                monitors=net.monitors(**graph_kwargs),
-                monitor_gradients=bool(kwargs.get('monitor_gradients')))
+                monitors=net.monitors(**graph_kwargs), monitor_gradients=gradients)
         return net._optimizers[key]
 
     def itertrain(self, train, valid=None, **kwargs):
-        """Yield ``(train_monitors, valid_monitors)`` after each epoch."""
+        """Return a generator of ``(train_monitors, valid_monitors)``, one pair per epoch.
+
+        Data and keywords are checked (and the optimizer compiled) before
+        this returns; training runs as the generator is consumed.
+        """
         net = self.network
         train = _prepare(net, train, kwargs)
         valid = _prepare(net, valid, kwargs) if valid is not None else None
-        opt = self._optimizer(kwargs)
-        hyper = {k: v for k, v in kwargs.items()
-                 if k not in _graph_kwargs(kwargs) and k not in NETWORK_KWARGS}
+        self.optimizer = self._optimizer(kwargs)
+        hyper = {k: v for k, v in kwargs.items() if k not in _graph_kwargs(kwargs)
+                 and k not in NETWORK_KWARGS}
         hyper['rng'] = kwargs.get('rng', net._rng)
-        hyper.setdefault('batch_size', 32)
-        return opt.iterate(train, valid, **hyper)
+        return self.optimizer.iterate(train, valid, **hyper)
 
+    @property
+    def interrupted(self):
+        """True if the last run was stopped by KeyboardInterrupt (when the optimizer says so)."""
+        return bool(getattr(self.optimizer, 'interrupted', False))
+
+
+# ----- sample ------------------------------------------------------------------------
 
 def _arrays(data):
-    if callable(data):
-        return list(data())
+    """Return the arrays of a dataset given as a list, a Dataset or a callable."""
+    if callable(data) and not isinstance(data, optimizers.Dataset):
+        return [np.asarray(a) for a in data()]
     if isinstance(data, optimizers.Dataset):
         return [np.concatenate(parts) for parts in zip(*list(data))]
-    return list(data)
+    return [np.asarray(a) for a in data]
 
 
 def _unit_rows(rows):
@@ -150,22 +212,30 @@ def _unit_rows(rows):
 
 
 def _sample_rows(data, count, rng):
-    """Draw ``count`` rows of ``data`` (with jittered repeats when there are too few)."""
-    data = np.asarray(data).reshape(len(data), -1)
-    index = rng.permutation(len(data))[:count]
-    rows = data[index]
-    while len(rows) < count:
-        extra = data[rng.randint(len(data), size=min(len(data), count - len(rows)))]
-        rows = np.vstack([rows, extra + 1e-3 * rng.randn(*extra.shape)])
-    return _unit_rows(rows.astype(util.FLOAT))
+    """Return ``count`` unit-norm rows sampled from ``data``.
+
+    Rows are drawn without replacement; when ``data`` has fewer rows, the rest
+    are random rows plus Gaussian noise with the data's per-column std.
+    """
+    data = np.asarray(data, dtype='float64').reshape(len(data), -1)
+    rows = data[rng.permutation(len(data))[:count]]
+    if len(rows) < count:
+        extra = data[rng.randint(len(data), size=count - len(rows))]
+        extra = extra + data.std(axis=0) * rng.randn(*extra.shape)
+        rows = np.vstack([rows, extra])
+    return _unit_rows(rows).astype(util.FLOAT)
 
 
 class SampleTrainer(object):
-    """Set weights to unit-norm samples of the data, then stop (``algo='sample'``).
+    """Set weights to unit-norm samples of the training data (``algo='sample'``).
 
-    Weight matrices whose row count equals the input width get sampled input
-    vectors as columns; the output layer's matrices whose column count equals
-    the target width get sampled target vectors as rows.
+    - Weight matrices of the output layer whose column count equals the
+      target width (the input width for autoencoders) get sampled target
+      vectors as rows (decoding weights).
+    - Every other weight matrix whose row count equals the input width gets
+      sampled input vectors as columns (encoding weights).
+
+    Yields one ``({'loss': 0}, {'loss': 0})`` pair; other weights are unchanged.
     """
 
     def __init__(self, network):
@@ -174,30 +244,56 @@ class SampleTrainer(object):
     def itertrain(self, train, valid=None, **kwargs):
         net = self.network
         arrays = _arrays(train)
-        rng = util.as_rng(kwargs.get('rng', net._rng))
-        x = arrays[0].reshape(len(arrays[0]), -1)
-        for param in net.params:
-            value = param.get_value()
-            if value.ndim == 2 and value.shape[0] == x.shape[1]:
-                param.set_value(_sample_rows(x, value.shape[1], rng).T)
+        rng = util.as_rng(kwargs['rng']) if isinstance(
+            kwargs.get('rng'), (int, np.integer, np.random.RandomState)) else net._rng
         n_in = len(net.inputs)
-        if len(arrays) > n_in and np.issubdtype(arrays[n_in].dtype, np.floating):
-            y = arrays[n_in].reshape(len(arrays[n_in]), -1)
+        x = arrays[0].reshape(len(arrays[0]), -1)
+        targets = arrays[n_in] if len(arrays) > n_in else arrays[0]
+        done = set()
+        if np.issubdtype(targets.dtype, np.floating):
+            y = targets.reshape(len(targets), -1)
             for param in net.layers[-1].params:
-                value = param.get_value()
-                if value.ndim == 2 and value.shape[1] == y.shape[1]:
-                    param.set_value(_sample_rows(y, value.shape[0], rng))
+                shape = param.get_value(borrow=True).shape
+                if len(shape) == 2 and shape[1] == y.shape[1]:
+                    log.info('sampling %s %s from targets', param.name, shape)
+                    param.set_value(_sample_rows(y, shape[0], rng))
+                    done.add(param)
+        for param in net.params:
+            shape = param.get_value(borrow=True).shape
+            if param not in done and len(shape) == 2 and shape[0] == x.shape[1]:
+                log.info('sampling %s %s from inputs', param.name, shape)
+                param.set_value(_sample_rows(x, shape[1], rng).T)
         zero = collections.OrderedDict(loss=0.0)
-        yield zero, zero
+        yield zero, collections.OrderedDict(loss=0.0)
+
+
+# ----- layerwise -------------------------------------------------------------------
+
+def _rewired(layer, source, stage):
+    """Return a copy of ``layer`` reading ``source``'s output, sharing its parameters."""
+    twin = copy.copy(layer)
+    twin.inputs = source.output_name
+    twin.resolve_inputs(stage + [twin])
+    twin.resolve_outputs()
+    return twin
 
 
 class SupervisedPretrainer(object):
-    """Train growing prefixes of the network, one stage per hidden layer (``'layerwise'``).
+    """Train growing prefixes of the network, then all of it (``algo='layerwise'``).
 
-    In an untied network of L layers, stage i trains ``layers[:i + 1]`` plus a
-    temporary output layer ``'lwout'`` shaped like the real output; the last
-    stage trains the whole network. A network with tied layers instead grows
-    mirrored encoder/decoder pairs.
+    For a network of L layers without tied layers there are L - 2 stages
+    (at least one): stage i trains ``layers[:i + 1]`` followed by a temporary
+    output layer ``'lwout'`` of the real output's size and activation, and
+    the last stage trains the whole network.
+
+    A network with tied layers (a mirrored autoencoder such as
+    ``[6, 5, 4, ('tied', 5), ('tied', 6)]``) grows encoder/decoder pairs
+    instead: stage i trains the encoder ``layers[:i + 1]`` with the tied
+    decoders of those layers, for L // 2 stages in all.
+
+    Each stage runs ``algo`` (the ``subalgo`` of ``train``) to completion and
+    yields its monitors. The network's layers and loss outputs are restored
+    afterwards, however training ends.
     """
 
     def __init__(self, algo, network):
@@ -205,140 +301,233 @@ class SupervisedPretrainer(object):
         self.network = network
 
     def _stages(self):
-        from .layers import Tied, Feedforward
-        net = self.network
-        layers = list(net.layers)
-        out = layers[-1]
+        from .layers import Tied
+        layers = list(self.network.layers)
         if any(isinstance(l, Tied) for l in layers):
-            for i in range(1, (len(layers) - 1) // 2):
-                yield layers[:i + 1] + layers[len(layers) - i:], layers[len(layers) - i]
+            for i in range(1, len(layers) // 2):
+                yield self._tied_stage(layers, i)
         else:
-            for i in range(1, len(layers) - 1):
-                tap = Feedforward(size=out.output_size, inputs=layers[i].output_name,
-                                  name='lwout', activation=out.activation,
-                                  rng=int(net._rng.randint(2 ** 31 - 1)))
-                yield layers[:i + 1] + [tap], None
-        yield layers, None
+            for i in range(1, len(layers) - 2):
+                yield self._tap_stage(layers, i)
+        yield layers
+
+    def _tap_stage(self, layers, i):
+        from .layers import Feedforward
+        out = layers[-1]
+        stage = layers[:i + 1]
+        tap = Feedforward(size=out.output_size, inputs=layers[i].output_name, name='lwout',
+                          activation=out.activation,
+                          rng=int(self.network._rng.randint(2 ** 31 - 1)))
+        tap.bind(_StageView(stage + [tap]))
+        return stage + [tap]
+
+    def _tied_stage(self, layers, i):
+        from .layers import Tied
+        stage = layers[:i + 1]
+        for partner in reversed(layers[1:i + 1]):
+            decoders = [l for l in layers if isinstance(l, Tied) and l.partner is partner]
+            if decoders:
+                stage.append(_rewired(decoders[-1], stage[-1], stage))
+            else:
+                fresh = Tied(partner=partner, inputs=stage[-1].output_name,
+                             name='lw-' + partner.name, activation=partner.activation,
+                             rng=int(self.network._rng.randint(2 ** 31 - 1)))
+                fresh.bind(_StageView(stage + [fresh]))
+                stage.append(fresh)
+        return stage
 
     def itertrain(self, train, valid=None, **kwargs):
         net = self.network
-        original, names = list(net.layers), [l.output_name for l in net.losses]
+        original = list(net.layers)
+        output = original[-1].output_name
+        redirected = [l for l in net.losses if l.output_name == output]
+        caches = net._graphs, net._functions, net._optimizers
         try:
-            for stage, decoder in self._stages():
-                yield from self._train_stage(stage, decoder, train, valid, kwargs)
+            for stage in self._stages():
+                # stages other than the full network compile into throwaway caches
+                if stage == original:
+                    net._graphs, net._functions, net._optimizers = caches
+                else:
+                    net._graphs, net._functions, net._optimizers = {}, {}, {}
+                net.layers = stage
+                for loss in redirected:
+                    loss.output_name = stage[-1].output_name
+                log.info('layerwise: training %s', ' -> '.join(l.name for l in stage))
+                runner = DownhillTrainer(self.algo, net)
+                yield from runner.itertrain(train, valid, **kwargs)
+                if runner.interrupted:
+                    break
         finally:
             net.layers = original
-            for loss, name in zip(net.losses, names):
-                loss.output_name = name
-            net._reset_caches()
+            for loss in redirected:
+                loss.output_name = output
+            net._graphs, net._functions, net._optimizers = caches
 
-    def _train_stage(self, stage, decoder, train, valid, kwargs):
-        net = self.network
-        saved = dict(decoder._input_shapes) if decoder is not None else None
-        if decoder is not None:
-            feeder = stage[stage.index(decoder) - 1]
-            decoder._input_shapes = collections.OrderedDict(
-                [(feeder.output_name, feeder.output_shape)])
-        net.layers = stage
-        if stage[-1].activate is None:
-            stage[-1].bind(net)
-        for loss in net.losses:
-            loss.output_name = stage[-1].output_name
-        net._reset_caches()
-        log.info('layerwise: training %s', ' -> '.join(l.name for l in stage))
-        try:
-            yield from DownhillTrainer(self.algo, net).itertrain(train, valid, **kwargs)
-        finally:
-            if decoder is not None:
-                decoder._input_shapes = saved
 
+class _StageView(object):
+    """The little of a network that ``Layer.bind`` needs: a list of layers."""
+
+    def __init__(self, layers):
+        self.layers = layers
+
+
+# ----- unsupervised pretraining ---------------------------------------------------------
 
 class UnsupervisedPretrainer(object):
-    """Pretrain hidden layers as a tied autoencoder of the inputs (``'pretrain'``).
+    """Pretrain the hidden layers as a tied autoencoder of the inputs (``algo='pretrain'``).
 
-    A shadow :class:`~theanets.Autoencoder` mirrors every layer but the
-    output with tied layers; it is trained layerwise on the input arrays only,
-    then its parameters are copied into the network by name.
+    A "shadow" :class:`~theanets.Autoencoder` is built from the network's
+    encoding layers (every layer before the output layer, up to the first
+    tied layer), followed by tied layers mirroring them (the last one
+    linear). It starts from the network's current parameter values, is
+    trained with the layerwise trainer on the input arrays only, and its
+    parameters are then copied back into the network by name.
     """
 
     def __init__(self, algo, network):
         self.algo = algo
         self.network = network
 
+    def _encoder(self):
+        from .layers import Input, Tied
+        net = self.network
+        if len(net.inputs) != 1:
+            raise util.ConfigurationError(
+                'pretrain needs a network with exactly one input layer, got {}'.format(
+                    [l.name for l in net.layers if isinstance(l, Input)]))
+        encoder = []
+        for layer in net.layers[:-1]:
+            if isinstance(layer, Tied):
+                break
+            encoder.append(layer)
+        if len(encoder) < 2:
+            raise util.ConfigurationError(
+                'pretrain needs at least one hidden layer before the output layer; '
+                '{} has layers {}'.format(type(net).__name__, [l.name for l in net.layers]))
+        for layer in encoder[1:]:
+            names = [p.name for p in layer.params]
+            if '{}.w'.format(layer.name) not in names or len(layer._input_shapes) != 1:
+                raise util.ConfigurationError(
+                    'pretrain mirrors each hidden layer with a tied layer, which needs one '
+                    'input and a weight matrix "w"; layer {!r} ({}) has inputs {} and '
+                    'parameters {}; use algo="layerwise" instead'.format(
+                        layer.name, type(layer).__name__, list(layer._input_shapes), names))
+        return encoder
+
     def _shadow(self):
         from .feedforward import Autoencoder
         net = self.network
-        specs = [l.to_spec() for l in net.layers[:-1]]
-        for spec in specs:
+        encoder = self._encoder()
+        specs = []
+        for layer in encoder:
+            spec = layer.to_spec()
             spec.pop('inputs', None)
             if spec['form'] == 'input':
                 spec.pop('activation', None)
-        hidden = net.layers[1:-1]
+            specs.append(spec)
+        hidden = encoder[1:]
         for i, layer in enumerate(reversed(hidden)):
             last = i == len(hidden) - 1
             specs.append(dict(form='tied', partner=layer.name, name='tied-' + layer.name,
-                              activation='linear' if last else layer.kwargs['activation']))
+                              activation='linear' if last else layer.activation))
         log.info('creating shadow network')
-        return Autoencoder(specs, rng=int(net._rng.randint(2 ** 31 - 1)))
+        shadow = Autoencoder(specs, rng=int(net._rng.randint(2 ** 31 - 1)))
+        _copy_params(net.params, shadow.params)
+        return shadow
 
     def itertrain(self, train, valid=None, **kwargs):
         net = self.network
-        n_in = len(net.inputs)
         shadow = self._shadow()
-        for layer in shadow.layers:
-            for param in layer.params:
-                for own in net.params:
-                    if own.name == param.name and own.get_value().shape == param.get_value().shape:
-                        param.set_value(own.get_value())
+        n_in = len(net.inputs)
         inputs = _inputs_only(train, n_in)
         valid = _inputs_only(valid, n_in) if valid is not None else None
-        yield from SupervisedPretrainer(self.algo, shadow).itertrain(inputs, valid, **kwargs)
-        self._copy_back(shadow)
+        try:
+            yield from SupervisedPretrainer(self.algo, shadow).itertrain(inputs, valid, **kwargs)
+        finally:
+            _copy_params(shadow.params, net.params, verbose=True)
 
-    def _copy_back(self, shadow):
-        for param in self.network.params:
-            for other in shadow.params:
-                if other.name == param.name:
-                    log.info('copying pretrained parameter %s', param.name)
-                    param.set_value(other.get_value())
+
+def _copy_params(source, target, verbose=False):
+    """Set each parameter of ``target`` to the value of the same-named one in ``source``."""
+    values = {p.name: p for p in source}
+    for param in target:
+        other = values.get(param.name)
+        if other is not None and other.get_value(borrow=True).shape == \
+                param.get_value(borrow=True).shape:
+            if verbose:
+                log.info('copying pretrained parameter %s', param.name)
+            param.set_value(other.get_value())
 
 
 def _inputs_only(data, n_inputs):
-    if callable(data):
+    if callable(data) and not isinstance(data, optimizers.Dataset):
         return lambda: list(data())[:n_inputs]
-    if isinstance(data, optimizers.Dataset):
-        return [np.concatenate(parts) for parts in zip(*list(data))][:n_inputs]
-    return list(data)[:n_inputs]
+    return _arrays(data)[:n_inputs]
 
+
+# ----- checkpoints ---------------------------------------------------------------------
 
 class ProgressSaver(object):
-    """Save a network during training: every ``save_every`` epochs (int) or minutes (float).
+    """Save a network during training (``save_every`` and ``save_progress``).
 
-    With ``save_every=0`` the network is saved after every epoch.
+    Parameters
+    ----------
+    network : :class:`theanets.Network`
+    save_every : int or float
+        An int n > 0 saves after every n-th epoch; a float saves when at
+        least that many minutes passed since the last save; 0 saves after
+        every epoch that follows a new validation.
+    save_progress : str, file or None
+        A path (a ``'{}'`` in it is replaced by the integer Unix time) or a
+        writable binary file, rewritten from its start at each save. None
+        turns saving off.
     """
 
-    def __init__(self, network, save_every, save_progress):
+    def __init__(self, network, save_every=0, save_progress=None):
+        if isinstance(save_every, bool) or not isinstance(save_every, numbers.Real) \
+                or save_every < 0:
+            raise util.ConfigurationError(
+                'save_every must be an int (epochs) or a float (minutes) >= 0, got {!r}'.format(
+                    save_every))
+        if save_progress is not None and not isinstance(save_progress, str) and \
+                not hasattr(save_progress, 'write') and not hasattr(save_progress, '__fspath__'):
+            raise util.ConfigurationError(
+                'save_progress must be a path or a writable file, got {!r}'.format(
+                    save_progress))
         self.network = network
         self.save_every = save_every
         self.target = save_progress
         self.count = 0
         self.last = time.time()
+        self._validation = None
 
-    def tick(self):
-        if not self.target:
+    def tick(self, monitors=None):
+        """Count one epoch (its ``(train, valid)`` monitors) and save if one is due."""
+        if self.target is None:
             return
         self.count += 1
         every = self.save_every
         if isinstance(every, float):
             due = time.time() - self.last >= 60 * every
+        elif every > 0:
+            due = self.count % every == 0
         else:
-            due = every <= 0 or self.count % every == 0
+            valid = monitors[1] if monitors is not None else object()
+            due = valid is not self._validation
+            self._validation = valid
         if due:
             self.save()
 
     def save(self):
+        """Save the network now (atomically when the target is a path)."""
         target = self.target
-        if isinstance(target, str) and '{}' in target:
-            target = target.format(int(time.time()))
-        self.network.save(target)
+        if hasattr(target, 'write'):
+            if hasattr(target, 'seekable') and target.seekable():
+                target.seek(0)
+                target.truncate()
+            self.network.save(target)
+            target.flush()
+        else:
+            target = str(target.__fspath__() if hasattr(target, '__fspath__') else target)
+            self.network.save(target.replace('{}', str(int(time.time()))))
         self.last = time.time()

@@ -591,6 +591,7 @@ class Optimizer(util.Registrar):
         self._best = [p.get_value() for p in self.params]
         self._best_loss = None
         self._failures = 0
+        self.interrupted = False
         epoch = 0
         validation = None
         try:
@@ -604,7 +605,12 @@ class Optimizer(util.Registrar):
                 epoch += 1
                 log.info('%s %d %s', type(self).__name__, epoch, self._format(training))
                 yield training, validation
+            if epoch % config['validate_every'] != 0:
+                # max_updates ended training between validations: judge the final
+                # parameters too, so they are kept when they are the best.
+                self._patience_elapsed(self.evaluate(valid), epoch, config)
         except KeyboardInterrupt:
+            self.interrupted = True
             log.info('interrupted!')
         finally:
             self.set_params('best')
