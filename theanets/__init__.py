@@ -19,7 +19,8 @@ from .losses import Loss  # noqa: E402
 from .main import Experiment  # noqa: E402
 from .regularizers import Regularizer  # noqa: E402
 from . import layers, losses, regularizers, trainer, optimizers  # noqa: E402
+from . import recurrent  # noqa: E402
 
 __all__ = ['Experiment', 'Activation', 'Autoencoder', 'Classifier', 'Layer', 'Loss', 'Network',
            'Regressor', 'Regularizer', 'layers', 'losses', 'regularizers', 'trainer',
-           'optimizers', 'util', '__version__']
+           'optimizers', 'recurrent', 'util', '__version__']

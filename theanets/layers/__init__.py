@@ -2,6 +2,9 @@
 
 from .base import Layer, Input, Concatenate, Flatten, Product, Reshape
 from .feedforward import Feedforward, Classifier, Tied
+from .recurrent import (Bidirectional, Clockwork, GRU, LSTM, MRNN, MUT1, RNN, RRNN,  # noqa: F401
+                        SCRN)
 
 __all__ = ['Layer', 'Input', 'Concatenate', 'Flatten', 'Product', 'Reshape',
-           'Feedforward', 'Classifier', 'Tied']
+           'Feedforward', 'Classifier', 'Tied',
+           'Bidirectional', 'Clockwork', 'GRU', 'LSTM', 'MRNN', 'MUT1', 'RNN', 'RRNN', 'SCRN']
