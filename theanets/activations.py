@@ -139,7 +139,10 @@ class Prelu(Activation):
 
 
 class LGrelu(Activation):
-    """Leaky-gain relu: exp(gain) * relu(z) + exp(leak) * min(0, z), per-unit ``gain`` and ``leak``."""
+    """Leaky-gain relu: exp(gain) * relu(z) + exp(leak) * min(0, z).
+
+    ``gain`` and ``leak`` (size,) are per-unit and log-scale.
+    """
 
     __extra_registration_keys__ = ['leaky-gain-relu']
 

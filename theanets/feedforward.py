@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 
 from . import graph
+from . import regularizers
 from . import util
 
 __all__ = ['Autoencoder', 'Regressor', 'Classifier']
@@ -38,8 +39,8 @@ class Autoencoder(graph.Network):
     ((3, 20), (3, 10))
     """
 
-    def __init__(self, layers=(), loss='mse', weighted=False, rng=13):
-        super().__init__(layers=layers, loss=loss, weighted=weighted, rng=rng)
+    def __init__(self, layers=(), loss='mse', weighted=False, rng=13, **kwargs):
+        super().__init__(layers=layers, loss=loss, weighted=weighted, rng=rng, **kwargs)
 
     def _default_target(self):
         return self.inputs[0]
@@ -75,8 +76,9 @@ class Autoencoder(graph.Network):
         -------
         ndarray (batch, layer size)
         """
+        arrays = self._input_arrays(x, ())
         name = self._find_output(layer)
-        enc = self._compute([name], self._input_arrays(x, ()), kwargs)[name]
+        enc = self._compute([name], arrays, kwargs)[name]
         if sample:
             return np.random.binomial(n=1, p=np.clip(enc, 0, 1)).astype(np.uint8)
         return enc
@@ -95,6 +97,7 @@ class Autoencoder(graph.Network):
         ndarray (batch, outputs)
         """
         from . import backend
+        self._ensure_ready()
         name = self._find_output(layer)
         regs = self._regularizers(kwargs)
         outputs, updates = self.build_graph(regs)
@@ -130,21 +133,17 @@ class Classifier(graph.Network):
     DEFAULT_OUTPUT_ACTIVATION = 'softmax'
     OUTPUT_NDIM = 1
 
-    def __init__(self, layers=(), loss='xe', weighted=False, rng=13):
-        super().__init__(layers=layers, loss=loss, weighted=weighted, rng=rng)
+    def __init__(self, layers=(), loss='xe', weighted=False, rng=13, **kwargs):
+        super().__init__(layers=layers, loss=loss, weighted=weighted, rng=rng, **kwargs)
 
     def monitors(self, **kwargs):
         """Monitors of :class:`Network` plus ``'acc'``, the fraction of correct labels."""
         result = super().monitors(**kwargs)
         accuracy = getattr(self.losses[0], 'accuracy', None)
         if accuracy is not None:
-            outputs, _ = self.build_graph(self._regularizers_for(kwargs))
+            outputs, _ = self.build_graph(regularizers.from_kwargs(self, **kwargs))
             result.append(('acc', accuracy(outputs)))
         return result
-
-    def _regularizers_for(self, kwargs):
-        from . import regularizers
-        return regularizers.from_kwargs(self, **kwargs)
 
     def predict(self, x, *more, **kwargs):
         """Return the most likely class of each example: ints (batch,) or (batch, time)."""
@@ -162,8 +161,9 @@ class Classifier(graph.Network):
 
     def predict_logit(self, x, *more, **kwargs):
         """Return the output layer's pre-softmax values (batch, [time,] classes)."""
+        arrays = self._input_arrays(x, more)
         name = self.layers[-1].full_name('pre')
-        return self._compute([name], self._input_arrays(x, more), kwargs)[name]
+        return self._compute([name], arrays, kwargs)[name]
 
     def score(self, x, y, w=None, **kwargs):
         """Return the fraction of correct labels (weighted by ``w`` if given)."""

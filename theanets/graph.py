@@ -158,10 +158,10 @@ class Network(object):
     INPUT_NDIM = 2
     OUTPUT_NDIM = 2
 
-    def __init__(self, layers=(), loss='mse', weighted=False, rng=13):
+    def __init__(self, layers=(), loss='mse', weighted=False, rng=13, **kwargs):
+        util.check_kwargs(kwargs, util.accepted_kwargs(type(self)), type(self).__name__ + '()')
         self._rng = util.as_rng(rng)
-        self._noise_seed = int(rng) if isinstance(rng, (int, np.integer)) \
-            else int(self._rng.randint(2 ** 30))
+        self._noise_seed = int(self._rng.randint(2 ** 30))
         self.layers = []
         self.losses = []
         self._loss_spec = (loss, weighted)
@@ -247,6 +247,8 @@ class Network(object):
     def _find_tied_partner(self):
         count = 1
         for layer in reversed(self.layers):
+            if isinstance(layer, layers_module.Input):
+                break
             count += 1 if isinstance(layer, layers_module.Tied) else -1
             if count == 0:
                 return layer.name
@@ -411,7 +413,7 @@ class Network(object):
             for layer in self.layers:
                 out, upd = layer.connect(outputs)
                 for reg in regularizers:
-                    reg.modify_graph(out)
+                    updates.extend(reg.modify_graph(out) or ())
                 outputs.update(out)
                 updates.extend(upd)
             self._graphs[key] = outputs, updates
@@ -419,7 +421,7 @@ class Network(object):
 
     def _regularizers(self, kwargs, extra=()):
         util.check_kwargs(kwargs, regularizers.keyword_names() | {'rng'} | set(extra),
-                          '{}()'.format(type(self).__name__))
+                          '{}.feed_forward() and predict()'.format(type(self).__name__))
         return regularizers.from_kwargs(self, **kwargs)
 
     def loss(self, **kwargs):
@@ -467,13 +469,13 @@ class Network(object):
     # ----- computing ------------------------------------------------------------------
 
     def _input_arrays(self, x, more):
+        self._ensure_ready()
         arrays = list(x) if isinstance(x, (list, tuple)) and len(self.inputs) > 1 and \
             not more else [x] + list(more)
         return checks.inputs(self, arrays)
 
     def _compute(self, names, arrays, kwargs):
         """Compile (once) and run a function from the inputs to the named outputs."""
-        self._ensure_layers()
         regs = self._regularizers(kwargs)
         outputs, updates = self.build_graph(regs)
         names = list(outputs) if names is None else list(names)
@@ -483,10 +485,6 @@ class Network(object):
             self._functions[key] = backend.function(
                 self.inputs, [outputs[n] for n in names], updates=updates, name='feed_forward')
         return collections.OrderedDict(zip(names, self._functions[key](*arrays)))
-
-    def _ensure_layers(self):
-        if len(self.layers) < 2:
-            self._ensure_ready()
 
     def feed_forward(self, x, *more, **kwargs):
         """Compute every output of every layer.
@@ -507,11 +505,12 @@ class Network(object):
 
     def predict(self, x, *more, **kwargs):
         """Compute the output of the network's last layer for input ``x`` (batch, ...)."""
-        name = self.layers[-1].output_name if self.layers else None
-        return self._compute([name], self._input_arrays(x, more), kwargs)[name]
+        arrays = self._input_arrays(x, more)
+        name = self.layers[-1].output_name
+        return self._compute([name], arrays, kwargs)[name]
 
     def score(self, x, y, w=None, **kwargs):
-        """Return the R^2 of predictions of ``y`` (per output column, averaged; weighted by ``w``)."""
+        """Return the R^2 of predictions of ``y`` (per column, averaged; weighted by ``w``)."""
         return r2_score(y, self.predict(x, **kwargs), w)
 
     # ----- training -------------------------------------------------------------------
@@ -557,7 +556,7 @@ class Network(object):
         saver = trainer.ProgressSaver(self, save_every, save_progress)
         for monitors in runner.itertrain(train, valid, **kwargs):
             yield monitors
-            saver.tick()
+            saver.tick(monitors)
 
     def train(self, *args, **kwargs):
         """Train until early stopping; return the last ``(train, valid)`` monitor dicts.
@@ -565,6 +564,11 @@ class Network(object):
         Arguments are those of :meth:`itertrain`. Each epoch's monitors are
         appended to :attr:`history`, which this call resets.
         """
+        if 'algorithm' in kwargs:
+            warnings.warn('algorithm= is deprecated; use algo=', DeprecationWarning, stacklevel=2)
+            kwargs['algo'] = kwargs.pop('algorithm')
+            if isinstance(kwargs['algo'], (list, tuple)):
+                kwargs['algo'] = kwargs['algo'][0]
         self.history = []
         monitors = None
         for monitors in self.itertrain(*args, **kwargs):
@@ -699,16 +703,20 @@ def r2_score(y, yhat, w=None):
     ----------
     y, yhat : ndarray (..., n)
         True and predicted values; leading axes are flattened.
-    w : ndarray (..., n), optional
-        Weights of each value.
+    w : ndarray (..., n) or (...), optional
+        Weights of each value, or of each example (as scikit-learn's ``sample_weight``).
 
     Returns
     -------
     float
     """
-    y = np.asarray(y, dtype=float).reshape(-1, np.shape(y)[-1])
-    yhat = np.asarray(yhat, dtype=float).reshape(y.shape)
-    w = np.ones_like(y) if w is None else np.asarray(w, dtype=float).reshape(y.shape)
+    shape = np.shape(y)
+    w = np.ones(shape) if w is None else np.asarray(w, dtype=float)
+    if w.ndim == len(shape) - 1:
+        w = w[..., None]
+    w = np.broadcast_to(w, shape).reshape(-1, shape[-1])
+    y = np.asarray(y, dtype=float).reshape(w.shape)
+    yhat = np.asarray(yhat, dtype=float).reshape(w.shape)
     mean = (w * y).sum(axis=0) / w.sum(axis=0)
     num = (w * (y - yhat) ** 2).sum(axis=0)
     den = (w * (y - mean) ** 2).sum(axis=0)

@@ -12,7 +12,7 @@ Examples
 --------
 >>> import theanets
 >>> net = theanets.Regressor([10, 20, 3], loss='mae')
->>> net.add_loss('mse', weight=2)
+>>> _ = net.add_loss('mse', weight=2)
 >>> [type(l).__name__ for l in net.losses]
 ['MeanAbsoluteError', 'MeanSquaredError']
 """

@@ -153,16 +153,16 @@ def random_matrix(rows, cols, mean=0, std=1, sparsity=0, radius=0, diagonal=0, r
         Fraction of values set to zero (the leading diagonal is kept).
     radius : float
         If positive, rescale so the largest singular value equals this.
-    diagonal : float
-        If nonzero, return this value on the diagonal and zeros elsewhere.
+    diagonal : float or vector of min(rows, cols) floats
+        If nonzero, return these values on the diagonal and zeros elsewhere.
     rng : RandomState or int, optional
 
     Returns
     -------
     ndarray of shape (rows, cols), dtype floatX
     """
-    if diagonal:
-        return (diagonal * np.eye(max(rows, cols))[:rows, :cols]).astype(FLOAT)
+    if np.any(diagonal):
+        return _diagonal_matrix(rows, cols, diagonal)
     rng = as_rng(rng)
     arr = mean + std * rng.randn(rows, cols)
     if 0 < sparsity < 1:
@@ -173,6 +173,17 @@ def random_matrix(rows, cols, mean=0, std=1, sparsity=0, radius=0, diagonal=0, r
     if radius > 0:
         u, s, vT = np.linalg.svd(arr, full_matrices=False)
         arr = np.dot(np.dot(u, np.diag(radius * s / abs(s[0]))), vT)
+    return arr.astype(FLOAT)
+
+
+def _diagonal_matrix(rows, cols, diagonal):
+    k = min(rows, cols)
+    values = np.asarray(diagonal, dtype=float)
+    if values.ndim > 1 or values.size not in (1, k):
+        raise ConfigurationError('diagonal must be a number or a vector of {} values for a '
+                                 '{}x{} matrix, got shape {}'.format(k, rows, cols, values.shape))
+    arr = np.zeros((rows, cols))
+    arr[np.arange(k), np.arange(k)] = values
     return arr.astype(FLOAT)
 
 

@@ -41,6 +41,8 @@ import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.link.c.op import COp
+from pytensor.link.c.params_type import ParamsType
+from pytensor.scalar import int32 as scalar_int32
 from pytensor.tensor.blas import ldflags
 from pytensor.tensor.blas_headers import blas_header_text, blas_header_version
 from pytensor.tensor.type import TensorType
@@ -59,7 +61,7 @@ _ACTIVATIONS = {
     'sigmoid': ('logistic', 3),
 }
 
-_C_VERSION = 7
+_C_VERSION = 8
 
 
 def supports_activation(name):
@@ -563,7 +565,7 @@ static THN_HOT int thn_gru_bwd(int nT, int B, int n,
    ========================================================================= */
 
 template <int ACT, typename T>
-static THN_HOT void thn_rnn_fwd(int nT, int B, int n,
+static THN_HOT int thn_rnn_fwd(int nT, int B, int n,
                         const T* xp, npy_intp xs0, npy_intp xs1,
                         const T* hh, const T* h0, T* h, T* pre) {
     const size_t Bn = (size_t)B * n;
@@ -577,6 +579,7 @@ static THN_HOT void thn_rnn_fwd(int nT, int B, int n,
 #pragma GCC ivdep
         for (size_t k = 0; k < Bn; ++k) ht[k] = thn_rec_act<ACT>(pt_[k]);
     }
+    return 0;
 }
 
 template <int ACT, typename T>
@@ -643,8 +646,38 @@ class _RecurrentCOp(COp):
     def c_code_cache_version(self):
         return (_C_VERSION,) + tuple(blas_header_version())
 
-    def _c_act(self):
-        return _ACTIVATIONS[self.activation][1]
+
+
+class _ActivationCOp(_RecurrentCOp):
+    """A recurrent Op with an activation, passed to C at run time.
+
+    The activation is a run-time parameter of the C code (not part of its
+    text), so the Ops of every activation share one compiled module.
+    """
+
+    params_type = ParamsType(act=scalar_int32)
+
+    def get_params(self, node):
+        return self.params_type.get_params(act=np.int32(_ACTIVATIONS[self.activation][1]))
+
+
+def _c_dispatch(body, params):
+    """Rewrite the kernel call of `body` into a switch on the run-time activation.
+
+    The call is written ``if (thn_<kernel><THN_ACT, T>(...)) { ... }``; each
+    case instantiates the kernel template for one activation code.
+    """
+    head = re.search(r'if \(thn_(?:gru|rnn)_(?:fwd|bwd)<', body).start()
+    stop = body.index(') {\n    PyErr_NoMemory();', head)
+    end = body.index('}\n', stop) + 2
+    call = body[head + 4:stop]
+    cases = ''.join('    case {0}: thn_rc = {1}; break;\n'.format(k, call.replace('THN_ACT', str(k)))
+                    for k in range(4))
+    switch = ('int thn_rc = -2;\nswitch ({0}->act) {{\n{1}}}\n'.format(params, cases) +
+              'if (thn_rc == -2) { PyErr_SetString(PyExc_ValueError, "bad activation code"); '
+              'goto thn_fail; }\n'
+              'if (thn_rc) { PyErr_NoMemory(); goto thn_fail; }\n')
+    return body[:head] + switch + body[end:]
 
 
 def _float_dtype(x):
@@ -744,7 +777,7 @@ class LSTMOp(_RecurrentCOp):
         seq = (xs[0], xs[1], hs[0])
         return [seq, seq, xs]
 
-    def perform(self, node, inputs, outputs):
+    def perform(self, node, inputs, outputs, params=None):
         xproj, hh, ci, cf, co, h0, c0 = inputs
         nT, B, G = xproj.shape
         n = hh.shape[0]
@@ -845,7 +878,7 @@ class LSTMGradOp(_RecurrentCOp):
     def pullback(self, inputs, outputs, output_grads):
         return [grad_not_implemented(self, k, x) for k, x in enumerate(inputs)]
 
-    def perform(self, node, inputs, outputs):
+    def perform(self, node, inputs, outputs, params=None):
         hh, ci, cf, co, h0, c0, h, c, cache = inputs[:9]
         rest = list(inputs[9:])
         gh = rest.pop(0) if self.connected[0] else None
@@ -932,7 +965,7 @@ if (thn_lstm_bwd<%(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
 # GRU
 # ---------------------------------------------------------------------------
 
-class GRUOp(_RecurrentCOp):
+class GRUOp(_ActivationCOp):
     """Fused GRU time loop.
 
     Inputs ``(xproj, hh, hr, hz, h0)``, outputs ``(h, pre, hid, rate, cache)``;
@@ -961,7 +994,7 @@ class GRUOp(_RecurrentCOp):
         seq = (xs[0], xs[1], hs[0])
         return [seq] * 4 + [(xs[0], xs[1], 2 * hs[0])]
 
-    def perform(self, node, inputs, outputs):
+    def perform(self, node, inputs, outputs, params=None):
         xproj, hh, hr, hz, h0 = inputs
         nT, B, G = xproj.shape
         n = hh.shape[0]
@@ -991,7 +1024,6 @@ class GRUOp(_RecurrentCOp):
         s = dict(zip(names, inputs))
         s.update(zip(['h', 'pre', 'hid', 'rate', 'cache'], outputs))
         s['T'] = 'dtype_%(xproj)s' % s
-        s['act'] = self._c_act()
         prep = _c_prepare([('xproj', 'row')] + [(k, 'contig') for k in names[1:]], s, sub['fail'])
         body = prep + """
 const int nT = (int)PyArray_DIMS(v_xproj)[0], B = (int)PyArray_DIMS(v_xproj)[1];
@@ -1007,7 +1039,7 @@ const int typenum = PyArray_TYPE(v_xproj);
         || thn_rec_alloc(&%(hid)s, 3, dseq, typenum) || thn_rec_alloc(&%(rate)s, 3, dseq, typenum)
         || thn_rec_alloc(&%(cache)s, 3, dc, typenum)) goto thn_fail;
 }
-if (thn_gru_fwd<%(act)d, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
+if (thn_gru_fwd<THN_ACT, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
         THN_S0(v_xproj), THN_S1(v_xproj), (%(T)s*)PyArray_DATA(v_hh),
         (%(T)s*)PyArray_DATA(v_hr), (%(T)s*)PyArray_DATA(v_hz),
         (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(%(h)s), (%(T)s*)PyArray_DATA(%(pre)s),
@@ -1017,6 +1049,7 @@ if (thn_gru_fwd<%(act)d, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
     goto thn_fail;
 }
 """ % s
+        body = _c_dispatch(body, sub['params'])
         return _c_frame(names, body, sub['fail'], name)
 
     def pullback(self, inputs, outputs, output_grads):
@@ -1031,7 +1064,7 @@ if (thn_gru_fwd<%(act)d, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
             hh, hr, hz, h0, h, pre, hid, rate, cache, *given)) + []
 
 
-class GRUGradOp(_RecurrentCOp):
+class GRUGradOp(_ActivationCOp):
     """Backpropagation through time for :class:`GRUOp`.
 
     Inputs ``(hh, hr, hz, h0, h, pre, hid, rate, cache, [gh], [gpre], [ghid],
@@ -1066,7 +1099,7 @@ class GRUGradOp(_RecurrentCOp):
     def pullback(self, inputs, outputs, output_grads):
         return [grad_not_implemented(self, k, x) for k, x in enumerate(inputs)]
 
-    def perform(self, node, inputs, outputs):
+    def perform(self, node, inputs, outputs, params=None):
         hh, hr, hz, h0, h, pre, hid, rate, cache = inputs[:9]
         rest = list(inputs[9:])
         gh, gp, ga, gz = (rest.pop(0) if k else None for k in self.connected)
@@ -1108,7 +1141,6 @@ class GRUGradOp(_RecurrentCOp):
         s.update(zip(['dx', 'dhh', 'dhr', 'dhz', 'dh0'], outputs))
         T_ = 'dtype_%(cache)s' % s
         s['T'] = T_
-        s['act'] = self._c_act()
         prep = _c_prepare([(k, 'contig') for k in names] + [(g, 'row') for g in gnames],
                           s, sub['fail'])
         gargs = []
@@ -1134,7 +1166,7 @@ const int typenum = PyArray_TYPE(v_cache);
         || thn_rec_alloc(&%(dhr)s, 2, dw, typenum) || thn_rec_alloc(&%(dhz)s, 2, dw, typenum)
         || thn_rec_alloc(&%(dh0)s, 2, ds, typenum)) goto thn_fail;
 }
-if (thn_gru_bwd<%(act)d, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
+if (thn_gru_bwd<THN_ACT, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
         (%(T)s*)PyArray_DATA(v_hr), (%(T)s*)PyArray_DATA(v_hz),
         (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(v_h), (%(T)s*)PyArray_DATA(v_pre),
         (%(T)s*)PyArray_DATA(v_hid), (%(T)s*)PyArray_DATA(v_rate), (%(T)s*)PyArray_DATA(v_cache),
@@ -1146,6 +1178,7 @@ if (thn_gru_bwd<%(act)d, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
     goto thn_fail;
 }
 """ % s
+        body = _c_dispatch(body, sub['params'])
         return _c_frame(names + gnames, body, sub['fail'], name)
 
 
@@ -1153,7 +1186,7 @@ if (thn_gru_bwd<%(act)d, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
 # RNN
 # ---------------------------------------------------------------------------
 
-class RNNOp(_RecurrentCOp):
+class RNNOp(_ActivationCOp):
     """Fused simple-RNN time loop: inputs ``(xproj, hh, h0)``, outputs ``(h, pre)``."""
 
     __props__ = ('activation',)
@@ -1175,7 +1208,7 @@ class RNNOp(_RecurrentCOp):
         seq = (xs[0], xs[1], hs[0])
         return [seq, seq]
 
-    def perform(self, node, inputs, outputs):
+    def perform(self, node, inputs, outputs, params=None):
         xproj, hh, h0 = inputs
         nT, B, n = xproj.shape
         if hh.shape != (n, n) or h0.shape != (B, n):
@@ -1195,7 +1228,6 @@ class RNNOp(_RecurrentCOp):
         s = dict(zip(names, inputs))
         s.update(zip(['h', 'pre'], outputs))
         s['T'] = 'dtype_%(xproj)s' % s
-        s['act'] = self._c_act()
         prep = _c_prepare([('xproj', 'row'), ('hh', 'contig'), ('h0', 'contig')], s, sub['fail'])
         body = prep + """
 const int nT = (int)PyArray_DIMS(v_xproj)[0], B = (int)PyArray_DIMS(v_xproj)[1];
@@ -1208,10 +1240,14 @@ const int typenum = PyArray_TYPE(v_xproj);
     if (thn_rec_alloc(&%(h)s, 3, dseq, typenum) || thn_rec_alloc(&%(pre)s, 3, dseq, typenum))
         goto thn_fail;
 }
-thn_rnn_fwd<%(act)d, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
-    THN_S0(v_xproj), THN_S1(v_xproj), (%(T)s*)PyArray_DATA(v_hh),
-    (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(%(h)s), (%(T)s*)PyArray_DATA(%(pre)s));
+if (thn_rnn_fwd<THN_ACT, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
+        THN_S0(v_xproj), THN_S1(v_xproj), (%(T)s*)PyArray_DATA(v_hh),
+        (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(%(h)s), (%(T)s*)PyArray_DATA(%(pre)s))) {
+    PyErr_NoMemory();
+    goto thn_fail;
+}
 """ % s
+        body = _c_dispatch(body, sub['params'])
         return _c_frame(names, body, sub['fail'], name)
 
     def pullback(self, inputs, outputs, output_grads):
@@ -1222,7 +1258,7 @@ thn_rnn_fwd<%(act)d, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
         return list(RNNGradOp(self.activation, connected)(hh, h0, h, pre, *given))
 
 
-class RNNGradOp(_RecurrentCOp):
+class RNNGradOp(_ActivationCOp):
     """Backpropagation through time for :class:`RNNOp`.
 
     Inputs ``(hh, h0, h, pre, [gh], [gpre])``; outputs ``(dxproj, dhh, dh0)``.
@@ -1248,7 +1284,7 @@ class RNNGradOp(_RecurrentCOp):
     def pullback(self, inputs, outputs, output_grads):
         return [grad_not_implemented(self, k, x) for k, x in enumerate(inputs)]
 
-    def perform(self, node, inputs, outputs):
+    def perform(self, node, inputs, outputs, params=None):
         hh, h0, h, pre = inputs[:4]
         rest = list(inputs[4:])
         gh, gp = (rest.pop(0) if k else None for k in self.connected)
@@ -1274,7 +1310,6 @@ class RNNGradOp(_RecurrentCOp):
         s.update(zip(['dx', 'dhh', 'dh0'], outputs))
         T_ = 'dtype_%(h)s' % s
         s['T'] = T_
-        s['act'] = self._c_act()
         prep = _c_prepare([(k, 'contig') for k in names] + [(g, 'row') for g in gnames],
                           s, sub['fail'])
         gargs = []
@@ -1296,7 +1331,7 @@ const int typenum = PyArray_TYPE(v_h);
     if (thn_rec_alloc(&%(dx)s, 3, dseq, typenum) || thn_rec_alloc(&%(dhh)s, 2, dw, typenum)
         || thn_rec_alloc(&%(dh0)s, 2, ds, typenum)) goto thn_fail;
 }
-if (thn_rnn_bwd<%(act)d, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
+if (thn_rnn_bwd<THN_ACT, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
         (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(v_h), (%(T)s*)PyArray_DATA(v_pre),
         %(gargs)s, (%(T)s*)PyArray_DATA(%(dx)s), (%(T)s*)PyArray_DATA(%(dhh)s),
         (%(T)s*)PyArray_DATA(%(dh0)s))) {
@@ -1304,6 +1339,7 @@ if (thn_rnn_bwd<%(act)d, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
     goto thn_fail;
 }
 """ % s
+        body = _c_dispatch(body, sub['params'])
         return _c_frame(names + gnames, body, sub['fail'], name)
 
 
@@ -1451,10 +1487,9 @@ def _pt_act(name):
 
 
 def _scan(fn, sequences, outputs_info, non_sequences, truncate_gradient=-1):
-    outs, _ = pytensor.scan(fn, sequences=sequences, outputs_info=outputs_info,
-                            non_sequences=non_sequences,
-                            truncate_gradient=truncate_gradient, strict=True)
-    return outs
+    return pytensor.scan(fn, sequences=sequences, outputs_info=outputs_info,
+                         non_sequences=non_sequences, truncate_gradient=truncate_gradient,
+                         strict=True, return_updates=False)
 
 
 def lstm_scan(xproj, hh, ci, cf, co, h0=None, c0=None, bptt_limit=-1):
