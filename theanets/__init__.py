@@ -20,7 +20,8 @@ from .main import Experiment  # noqa: E402
 from .regularizers import Regularizer  # noqa: E402
 from . import layers, losses, regularizers, trainer, optimizers  # noqa: E402
 from . import recurrent  # noqa: E402
+from . import convolution  # noqa: E402
 
 __all__ = ['Experiment', 'Activation', 'Autoencoder', 'Classifier', 'Layer', 'Loss', 'Network',
            'Regressor', 'Regularizer', 'layers', 'losses', 'regularizers', 'trainer',
-           'optimizers', 'recurrent', 'util', '__version__']
+           'optimizers', 'recurrent', 'convolution', 'util', '__version__']

@@ -32,12 +32,17 @@ Formulations
 ------------
 ``'im2col'`` (the default, fastest measured on CPU, see
 ``benchmarks/bench_ops_conv.py``)
-    every filter offset is one strided slice of the padded input; the slices,
-    moved channels-first, are stacked into a ``(f1*f2*C, B*W'*H')`` patch matrix
-    and a single matrix product with the flattened kernel gives the output.
+    every filter offset is one strided slice of the padded input; the slices
+    are stacked into one patch matrix and a single matrix product with the
+    flattened kernel gives the output. Picks ``'im2col_first'`` when the input's
+    channel count is statically known and below 8 (e.g. the first layer on
+    images: copies run along the width instead of a single channel), else
+    ``'im2col_last'``; the two differ by 5-10% at most.
 ``'im2col_last'``
-    the same, with the slices joined along the channel axis into a
-    ``(B*W'*H', f1*f2*C)`` patch matrix (15-25% slower).
+    windows joined along the channel axis: patch matrix ``(B*W'*H', f1*f2*C)``.
+``'im2col_first'``
+    windows of a channels-first contiguous copy of the input stacked on a new
+    leading axis: patch matrix ``(f1*f2*C, B*W'*H')``.
 ``'shift'``
     one matrix product per filter offset, summed.
 ``'signal'``
@@ -53,6 +58,10 @@ Pooling
 do not fit entirely inside the input are dropped (Theano's
 ``ignore_border=True``), so the output has ``(size - p) // s + 1`` steps. For a
 max over tied values the gradient goes to every tied element (as in Theano).
+Non-overlapping windows (``stride == pool_size``, the usual case) are pooled by
+cropping, reshaping each axis into (windows, pool) and one reduction; other
+strides take the elementwise maximum (or mean) of one strided slice per window
+offset, about twice as slow.
 """
 
 import itertools
@@ -60,6 +69,7 @@ import itertools
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.tensor.extra_ops import cpu_contiguous
 
 __all__ = ['conv1d', 'conv2d', 'output_length', 'output_shape',
            'pool1d', 'pool2d', 'pool_output_length', 'pool_output_shape',
@@ -67,7 +77,7 @@ __all__ = ['conv1d', 'conv2d', 'output_length', 'output_shape',
 
 BORDER_MODES = ('valid', 'full', 'same')
 POOL_MODES = ('max', 'mean', 'average')
-METHODS = ('im2col', 'im2col_last', 'shift', 'signal')
+METHODS = ('im2col', 'im2col_first', 'im2col_last', 'shift', 'signal')
 
 #: formulation used when ``method`` is not given.
 DEFAULT_METHOD = 'im2col'
@@ -190,15 +200,19 @@ def _pad(x, pads):
     return pt.set_subtensor(pt.zeros(shape, dtype=x.dtype)[tuple(index)], x)
 
 
-def _window(xp, offsets, strides, outs):
-    """Strided slice of ``xp`` seen by the filter tap at ``offsets``."""
-    index = [slice(None)]
+def _window(xp, offsets, strides, outs, channels_last=True):
+    """Strided slice of ``xp`` seen by the filter tap at ``offsets``.
+
+    ``xp`` is (B, S1..Sk, C) when ``channels_last``, else (C, B, S1..Sk).
+    """
+    index = [slice(None)] if channels_last else [slice(None), slice(None)]
     for offset, stride, out in zip(offsets, strides, outs):
         if stride == 1:
             index.append(slice(offset, offset + out))
         else:
             index.append(slice(offset, offset + stride * (out - 1) + 1, stride))
-    index.append(slice(None))
+    if channels_last:
+        index.append(slice(None))
     return xp[tuple(index)]
 
 
@@ -223,10 +237,15 @@ def _conv_nd(x, w, filters, strides, border_mode, method):
     offsets = list(itertools.product(*[range(f) for f in filters]))
     out_shape = [x.shape[0]] + outs + [nfilt]
     if method == 'im2col':
+        channels = x.type.shape[-1]
+        method = 'im2col_first' if channels is not None and channels < 8 else 'im2col_last'
+    if method == 'im2col_first':
         # patch matrix (f1*..*fk*C, B*S1'*..*Sk'): each window moved channels-first
         # and stacked; its transpose times the flattened kernel is the output.
-        windows = [_window(xp, o, strides, outs).dimshuffle(k + 1, *range(k + 1))
-                   for o in offsets]
+        # The input is made channels-first and C-contiguous once, so that the stacked
+        # windows come out C-contiguous too and the reshape below is a view.
+        xc = cpu_contiguous(xp.dimshuffle(k + 1, *range(k + 1)))
+        windows = [_window(xc, o, strides, outs, channels_last=False) for o in offsets]
         cols = pt.stack(windows).reshape((len(offsets) * x.shape[-1], -1))
         out = pt.dot(cols.T, kernel.reshape((-1, nfilt)))
     elif method == 'im2col_last':
@@ -284,7 +303,7 @@ def conv1d(x, w, stride=1, border_mode='valid', filter_size=None, method=None):
     filter_size : int or (1, int), optional
         ``f``; needed only when it cannot be read from ``w`` (static shape or
         shared value).
-    method : {'im2col', 'im2col_last', 'shift', 'signal'}, optional
+    method : {'im2col', 'im2col_first', 'im2col_last', 'shift', 'signal'}, optional
         Formulation; default :data:`DEFAULT_METHOD`.
 
     Returns
@@ -326,7 +345,7 @@ def conv2d(x, w, stride=(1, 1), border_mode='valid', filter_size=None, method=No
         See the module docstring; default ``'valid'``.
     filter_size : (int, int), optional
         ``(fw, fh)``; needed only when it cannot be read from ``w``.
-    method : {'im2col', 'im2col_last', 'shift', 'signal'}, optional
+    method : {'im2col', 'im2col_first', 'im2col_last', 'shift', 'signal'}, optional
         Formulation; default :data:`DEFAULT_METHOD`.
 
     Returns

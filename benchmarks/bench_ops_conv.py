@@ -1,0 +1,177 @@
+"""Benchmark theanets.ops.conv: a small conv net's SGD step, PyTensor vs. PyTorch.
+
+Network (LeNet-like, channels-last for PyTensor, NCHW for PyTorch)::
+
+    x (B, 28, 28, 1) -> conv 32 5x5 relu -> maxpool 2 -> conv 64 5x5 relu
+      -> maxpool 2 -> dense 10 softmax -> cross-entropy, plain SGD step
+
+Each PyTensor formulation (``--methods``) is compiled with
+:func:`theanets.backend.function`; runs are interleaved with PyTorch's (if it is
+importable) and the median examples/s of several rounds is printed.
+
+Usage::
+
+    python benchmarks/bench_ops_conv.py [--batch 64] [--rounds 5] [--steps 10]
+        [--methods im2col,im2col_first,im2col_last,shift] [--threads N] [--signal]
+
+``--signal`` also times one step of the (very slow) pytensor.tensor.signal
+formulation on 4 examples.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+
+def _threads_from_argv():
+    # BLAS/OpenMP thread counts must be set before numpy, PyTensor or torch load.
+    for i, arg in enumerate(sys.argv):
+        if arg.startswith('--threads'):
+            value = arg.split('=', 1)[1] if '=' in arg else sys.argv[i + 1]
+            for var in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+                os.environ[var] = value
+
+
+_threads_from_argv()
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+import theanets  # noqa: E402  (sets PyTensor flags first)
+import pytensor  # noqa: E402
+import pytensor.tensor as pt  # noqa: E402
+
+from theanets.ops import conv as C  # noqa: E402
+
+LR = 0.01
+
+
+def init_params(seed=0):
+    rng = np.random.RandomState(seed)
+
+    def w(*shape):
+        fan_in = np.prod(shape[1:])
+        return (rng.randn(*shape) / np.sqrt(fan_in)).astype('f')
+    return dict(w1=w(32, 1, 5, 5), b1=np.zeros(32, 'f'),
+                w2=w(64, 32, 5, 5), b2=np.zeros(64, 'f'),
+                w3=(rng.randn(4 * 4 * 64, 10) / 32).astype('f'), b3=np.zeros(10, 'f'))
+
+
+def build_pytensor(params, method, pool_mode='max'):
+    """Compile one SGD step; returns f(x, y) -> loss."""
+    shared = {k: pytensor.shared(v.copy(), name=k) for k, v in params.items()}
+    x = pt.tensor4('x', shape=(None, 28, 28, 1))   # static channels: lets 'im2col' choose
+    y = pt.ivector('y')
+    h = C.conv2d(x, shared['w1'], method=method) + shared['b1']
+    h = C.pool2d(pt.maximum(h, 0), 2, mode=pool_mode)
+    h = C.conv2d(h, shared['w2'], method=method) + shared['b2']
+    h = C.pool2d(pt.maximum(h, 0), 2, mode=pool_mode)
+    h = h.reshape((h.shape[0], -1))
+    logits = pt.dot(h, shared['w3']) + shared['b3']
+    logp = logits - pt.logsumexp(logits, axis=1, keepdims=True)
+    loss = -logp[pt.arange(y.shape[0]), y].mean()
+    names = sorted(shared)
+    grads = pytensor.grad(loss, [shared[k] for k in names])
+    updates = [(shared[k], shared[k] - LR * g) for k, g in zip(names, grads)]
+    return theanets.backend.function([x, y], loss, updates=updates, name=method)
+
+
+def build_torch(params):
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', os.cpu_count() or 1)))
+    tp = {}
+    for k, v in params.items():
+        if k in ('w1', 'w2'):
+            # ours is a true convolution: flip the kernel for PyTorch's correlation.
+            v = v[:, :, ::-1, ::-1].copy()
+        if k == 'w3':
+            # ours flattens (W, H, C); PyTorch flattens (C, W, H).
+            v = v.reshape(4, 4, 64, 10).transpose(2, 0, 1, 3).reshape(-1, 10).copy()
+        tp[k] = torch.tensor(v, requires_grad=True)
+
+    def step(x, y):
+        h = F.max_pool2d(F.relu(F.conv2d(x, tp['w1'], tp['b1'])), 2)
+        h = F.max_pool2d(F.relu(F.conv2d(h, tp['w2'], tp['b2'])), 2)
+        logits = h.reshape(h.shape[0], -1) @ tp['w3'] + tp['b3']
+        loss = F.cross_entropy(logits, y)
+        for p in tp.values():
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():
+            for p in tp.values():
+                p -= LR * p.grad
+        return float(loss.detach())
+    return step
+
+
+def timed(fn, args, steps):
+    fn(*args)  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn(*args)
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--batch', type=int, default=64)
+    parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--steps', type=int, default=10)
+    parser.add_argument('--methods', default='im2col,im2col_first,im2col_last,shift')
+    parser.add_argument('--pool-mode', default='max')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='BLAS/OpenMP threads for both frameworks (default: unchanged)')
+    parser.add_argument('--signal', action='store_true',
+                        help='also time the pytensor.tensor.signal formulation (slow)')
+    args = parser.parse_args()
+
+    rng = np.random.RandomState(1)
+    params = init_params()
+    x = rng.rand(args.batch, 28, 28, 1).astype('f')
+    y = rng.randint(0, 10, size=args.batch).astype('int32')
+
+    runners = {}
+    for method in args.methods.split(','):
+        t0 = time.perf_counter()
+        runners[method] = (build_pytensor(params, method, args.pool_mode), (x, y), args.steps)
+        print('compiled {} in {:.1f}s'.format(method, time.perf_counter() - t0))
+    try:
+        import torch
+    except ImportError:
+        print('PyTorch not importable: PyTensor figures only')
+    else:
+        runners['torch'] = (build_torch(params),
+                            (torch.tensor(x.transpose(0, 3, 1, 2).copy()),
+                             torch.tensor(y.astype('int64'))), args.steps)
+        # same initial loss: the two networks compute the same function.
+        first = next(iter(runners))
+        fresh = build_pytensor(params, first, args.pool_mode)
+        print('initial loss: pytensor {:.5f} torch {:.5f}'.format(
+            float(fresh(x, y)), build_torch(params)(*runners['torch'][1])))
+    if args.signal:
+        # one step on a few examples: it loops over example x filter x channel in SciPy.
+        small = min(args.batch, 4)
+        runners['signal'] = (build_pytensor(params, 'signal', args.pool_mode),
+                             (x[:small], y[:small]), 1)
+
+    rates = {name: [] for name in runners}
+    for _ in range(args.rounds):
+        for name, (fn, fargs, steps) in runners.items():
+            elapsed = timed(fn, fargs, steps)
+            rates[name].append(len(fargs[1]) * steps / elapsed)
+    print('batch {}, {} rounds x {} steps, threads {} (median examples/s, '
+          'forward+backward+SGD):'.format(args.batch, args.rounds, args.steps,
+                                          os.environ.get('OPENBLAS_NUM_THREADS', 'default')))
+    med = {name: float(np.median(r)) for name, r in rates.items()}
+    for name, rate in med.items():
+        line = '  {:12s} {:10.1f} ex/s'.format(name, rate)
+        if 'torch' in med and name != 'torch':
+            line += '   ratio to torch {:.3f}'.format(rate / med['torch'])
+        print(line)
+
+
+if __name__ == '__main__':
+    main()

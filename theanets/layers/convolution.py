@@ -1,0 +1,223 @@
+"""Convolution and pooling layers over channels-last data.
+
+- :class:`Conv1` convolves (batch, time, channels) along time;
+- :class:`Conv2` convolves (batch, width, height, channels) along width and height;
+- :class:`Pool1` and :class:`Pool2` take the max or mean over windows.
+
+The arithmetic is in :mod:`theanets.ops.conv` (strided slices gathered into
+one matrix product per layer, a true convolution with a flipped kernel, as
+Theano's ``conv2d`` computed).
+
+Examples
+--------
+>>> import numpy as np, theanets
+>>> net = theanets.convolution.Classifier([
+...     (8, 8, 1),
+...     dict(form='conv2', size=4, filter_size=(3, 3)),
+...     dict(form='pool2', pool_size=(2, 2)),
+...     'flatten', 10])
+>>> net.layers[1].output_shape, net.layers[2].output_shape
+((None, 6, 6, 4), (None, 3, 3, 4))
+>>> net.predict(np.zeros((2, 8, 8, 1), 'f')).shape
+(2,)
+"""
+
+import logging
+
+import numpy as np
+
+from .. import util
+from ..ops import conv
+from .base import Layer
+
+__all__ = ['Convolution', 'Conv1', 'Conv2', 'Pooling', 'Pool1', 'Pool2']
+
+log = logging.getLogger(__name__)
+
+
+def _ints(value, n, what, layer):
+    values = (value, ) * n if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) != n or not all(isinstance(v, (int, np.integer)) and v > 0 for v in values):
+        raise util.ConfigurationError(
+            'layer {!r}: {} must be {} positive int(s), got {!r}'.format(layer, what, n, value))
+    return tuple(int(v) for v in values)
+
+
+class Convolution(Layer):
+    """Base class of convolution layers over ``NDIM`` spatial axes.
+
+    Parameters
+    ----------
+    filter_size : int or tuple of int
+        Filter length along each spatial axis.
+    stride : int or tuple of int, optional
+        Step between filter positions (default 1).
+    border_mode : {'valid', 'full', 'same'}, optional
+        ``'valid'`` (default) uses only positions inside the data, ``'full'``
+        every overlap, ``'same'`` keeps ceil(size / stride) positions.
+
+    Parameters of the layer: ``'w'`` (size, channels, f1, ..., fk) for Conv2
+    and (size, channels, 1, f) for Conv1, and ``'b'`` (size,). Outputs:
+    ``'out'`` and ``'pre'``, (batch, positions..., size).
+    """
+
+    NDIM = None
+    OUTPUTS = ('out', 'pre')
+
+    def __init__(self, filter_size=None, stride=1, border_mode='valid', **kwargs):
+        name = kwargs.get('name')
+        if filter_size is None:
+            raise util.ConfigurationError(
+                'convolution layer {!r} needs filter_size='.format(name))
+        if border_mode not in ('valid', 'full', 'same'):
+            raise util.ConfigurationError(
+                "layer {!r}: border_mode must be 'valid', 'full' or 'same', got {!r}".format(
+                    name, border_mode))
+        self.filter_size = _ints(filter_size, self.NDIM, 'filter_size', name)
+        self.stride = _ints(stride, self.NDIM, 'stride', name)
+        self.border_mode = border_mode
+        super().__init__(**kwargs)
+        self.kwargs.update(filter_size=filter_size, stride=stride, border_mode=border_mode)
+
+    def resolve_outputs(self):
+        shape = self.input_shape
+        if len(shape) != self.NDIM + 2:
+            raise util.ConfigurationError(
+                'layer {!r} ({}) needs {}-D input (batch, {}channels), got {!r} of shape {}'
+                .format(self.name, type(self).__name__, self.NDIM + 2, 'position, ' * self.NDIM,
+                        self.input_name, shape))
+        if self.size is None:
+            raise util.ConfigurationError(
+                'convolution layer {!r} needs a size (the number of filters)'.format(self.name))
+        spatial = conv.output_shape(shape[1:-1], self.filter_size, self.stride,
+                                    self.border_mode)
+        if any(s is not None and s < 1 for s in spatial):
+            raise util.ConfigurationError(
+                'layer {!r}: filter {} does not fit input {} with border_mode={!r}'.format(
+                    self.name, self.filter_size, shape[1:-1], self.border_mode))
+        self._output_shape = (None, ) + spatial + (self.size, )
+
+    def _filter_shape(self):
+        return (self.output_size, self.input_size) + self.filter_size
+
+    def setup(self):
+        shape = self._filter_shape()
+        fan_in = int(np.prod(shape[1:]))
+        value = util.random_matrix(
+            shape[0], fan_in,
+            mean=self._init_value('mean', 'w', 0),
+            std=self._init_value('std', 'w', 0) or 1 / np.sqrt(fan_in + shape[0]),
+            sparsity=self._init_value('sparsity', 'w', 0), rng=self.rng)
+        self._add_param('w', value.reshape(shape))
+        self.add_bias('b', self.output_size)
+
+    def _convolve(self, x, w):
+        raise NotImplementedError
+
+    def transform(self, inputs):
+        pre = self._convolve(inputs, self.find('w')) + self.find('b')
+        return dict(pre=pre, out=self.activate(pre))
+
+    def log(self):
+        super().log()
+        log.debug('layer %s: filter %s, stride %s, border %s', self.name,
+                       self.filter_size, self.stride, self.border_mode)
+
+
+Convolution._registry.add(Convolution)
+
+
+class Conv1(Convolution):
+    """1-D convolution along the time axis of (batch, time, channels) input.
+
+    Weights ``'w'`` have shape (size, channels, 1, filter_size).
+    """
+
+    NDIM = 1
+
+    def _filter_shape(self):
+        return (self.output_size, self.input_size, 1) + self.filter_size
+
+    def _convolve(self, x, w):
+        return conv.conv1d(x, w, stride=self.stride[0], border_mode=self.border_mode,
+                           filter_size=self.filter_size[0])
+
+
+class Conv2(Convolution):
+    """2-D convolution over (batch, width, height, channels) input.
+
+    Weights ``'w'`` have shape (size, channels, filter width, filter height).
+    """
+
+    NDIM = 2
+
+    def _convolve(self, x, w):
+        return conv.conv2d(x, w, stride=self.stride, border_mode=self.border_mode,
+                           filter_size=self.filter_size)
+
+
+class Pooling(Layer):
+    """Base class of pooling layers: max or mean over windows, channels unchanged.
+
+    Parameters
+    ----------
+    pool_size : int or tuple of int
+        Window length along each spatial axis.
+    stride : int or tuple of int, optional
+        Step between windows; defaults to ``pool_size``. Windows that do not
+        fit inside the input are dropped.
+    mode : {'max', 'mean', 'average'}, optional
+        Default ``'max'``.
+    """
+
+    NDIM = None
+
+    def __init__(self, pool_size=None, stride=None, mode='max', **kwargs):
+        name = kwargs.get('name')
+        if pool_size is None:
+            raise util.ConfigurationError('pooling layer {!r} needs pool_size='.format(name))
+        if mode not in ('max', 'mean', 'average'):
+            raise util.ConfigurationError(
+                "layer {!r}: mode must be 'max', 'mean' or 'average', got {!r}".format(
+                    name, mode))
+        self.pool_size = _ints(pool_size, self.NDIM, 'pool_size', name)
+        self.stride = self.pool_size if stride is None else _ints(
+            stride, self.NDIM, 'stride', name)
+        self.mode = mode
+        kwargs['activation'] = 'linear'
+        super().__init__(**kwargs)
+        self.kwargs.update(pool_size=pool_size, stride=stride, mode=mode)
+
+    def resolve_outputs(self):
+        shape = self.input_shape
+        if len(shape) != self.NDIM + 2:
+            raise util.ConfigurationError(
+                'layer {!r} ({}) needs {}-D input, got {!r} of shape {}'.format(
+                    self.name, type(self).__name__, self.NDIM + 2, self.input_name, shape))
+        spatial = conv.pool_output_shape(shape[1:-1], self.pool_size, self.stride)
+        if any(s is not None and s < 1 for s in spatial):
+            raise util.ConfigurationError(
+                'layer {!r}: pool {} does not fit input {}'.format(
+                    self.name, self.pool_size, shape[1:-1]))
+        self._output_shape = (None, ) + spatial + (shape[-1], )
+
+
+Pooling._registry.add(Pooling)
+
+
+class Pool1(Pooling):
+    """Pool (batch, time, channels) input over windows along time."""
+
+    NDIM = 1
+
+    def transform(self, inputs):
+        return conv.pool1d(inputs, self.pool_size[0], stride=self.stride[0], mode=self.mode)
+
+
+class Pool2(Pooling):
+    """Pool (batch, width, height, channels) input over 2-D windows."""
+
+    NDIM = 2
+
+    def transform(self, inputs):
+        return conv.pool2d(inputs, self.pool_size, stride=self.stride, mode=self.mode)
