@@ -1,0 +1,68 @@
+"""PyTensor set-up: float32, C mode, BLAS, and compiling each function once."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytensor
+
+import theanets
+from theanets import backend
+
+
+def test_floatx_is_float32_and_mode_is_c():
+    assert pytensor.config.floatX == 'float32'
+    assert backend.get_mode() == os.environ.get('THEANETS_MODE', 'CVM')
+
+
+def test_blas_is_linked_without_warning():
+    code = ('import warnings, logging\n'
+            'import theanets, pytensor\n'
+            'print(repr(pytensor.config.blas__ldflags))\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTENSOR_FLAGS=''), check=True)
+    assert 'openblas' in out.stdout
+    assert 'BLAS' not in out.stderr
+
+
+def test_set_mode_is_used_for_new_functions(monkeypatch):
+    modes = []
+    real = pytensor.function
+
+    def spy(*args, **kwargs):
+        modes.append(kwargs.get('mode'))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backend.pytensor, 'function', spy)
+    before = backend.get_mode()
+    try:
+        backend.set_mode('FAST_COMPILE')
+        net = theanets.Regressor([2, 3, 1])
+        assert net.predict(np.zeros((2, 2), 'f')).shape == (2, 1)
+    finally:
+        backend.set_mode(before)
+    assert modes == ['FAST_COMPILE']
+
+
+def test_each_function_compiles_once():
+    rng = np.random.RandomState(0)
+    x = rng.randn(40, 3).astype('f')
+    y = rng.randint(2, size=40).astype('i')
+    net = theanets.Classifier([3, 4, 2])
+    net.train([x, y], algo='sgd', learning_rate=1e-2, max_updates=2)
+    net.predict(x)
+    net.predict_proba(x)
+    count = backend.compile_count()
+    # same configuration again: train, itertrain with other numeric settings, predict
+    net.train([x, y], algo='sgd', learning_rate=1e-3, momentum=0, max_updates=2)
+    for _ in zip(range(2), net.itertrain([x, y], algo='sgd', learning_rate=5e-3,
+                                         max_updates=2)):
+        pass
+    net.predict(x[:7])
+    net.predict_proba(x[:5])
+    net.score(x, y)
+    assert backend.compile_count() == count
+    # a structural change (momentum on) compiles a new training function only
+    net.train([x, y], algo='sgd', learning_rate=1e-3, momentum=0.5, max_updates=1)
+    assert backend.compile_count() == count + 1
