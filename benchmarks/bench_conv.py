@@ -31,38 +31,19 @@ def make_theanets(args):
         dict(form='conv2', size=32, filter_size=5), dict(form='pool2', pool_size=2),
         dict(form='conv2', size=64, filter_size=5), dict(form='pool2', pool_size=2),
         'flatten', 10])
-    steps = net.itertrain(lambda: [x, y], valid=[x, y], algo='sgd', learning_rate=1e-3,
-                          momentum=0.9, iteration_size=1, valid_batches=1,
-                          validate_every=10 ** 9, patience=10 ** 9, batch_size=BATCH)
-    next(steps)
-    net.predict(x)
-    return (lambda: next(steps)), (lambda: net.predict(x))
-
+    return common.theanets_callables(net, x, y)
 
 def make_torch(args):
     import torch
     x, y = data()
-    tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
-    ty = torch.from_numpy(y.astype('int64'))
     nn = torch.nn
     model = nn.Sequential(
         nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 5), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(64 * 4 * 4, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad()
-        loss_fn(model(tx), ty).backward()
-        opt.step()
-
-    def predict():
-        with torch.no_grad():
-            return torch.softmax(model(tx), dim=-1).argmax(dim=-1)
-
-    return step, predict
-
+    return common.torch_callables(model, model.parameters(),
+                                  torch.from_numpy(x.transpose(0, 3, 1, 2).copy()),
+                                  torch.from_numpy(y.astype('int64')))
 
 if __name__ == '__main__':
     common.run(os.path.abspath(__file__), 'Conv2 classifier 28x28x1, batch 64, SGD+momentum',

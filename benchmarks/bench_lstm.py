@@ -34,38 +34,20 @@ def make_theanets(args):
     x, y = data()
     layer = (UNITS, LAYER) if LAYER == 'lstm' else (UNITS, LAYER, 'tanh')
     net = theanets.recurrent.Classifier([CLASSES, layer, CLASSES])
-    steps = net.itertrain(lambda: [x, y], valid=[x, y], algo='sgd', learning_rate=1e-3,
-                          momentum=0.9, iteration_size=1, valid_batches=1,
-                          validate_every=10 ** 9, patience=10 ** 9, batch_size=BATCH)
-    next(steps)
-    net.predict(x)
-    return (lambda: next(steps)), (lambda: net.predict(x))
-
+    return common.theanets_callables(net, x, y)
 
 def make_torch(args):
     import torch
     x, y = data()
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype('int64'))
     cls = {'lstm': torch.nn.LSTM, 'gru': torch.nn.GRU, 'rnn': torch.nn.RNN}[LAYER]
     rnn = cls(CLASSES, UNITS, batch_first=True)
     out = torch.nn.Linear(UNITS, CLASSES)
-    params = list(rnn.parameters()) + list(out.parameters())
-    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
-    loss_fn = torch.nn.CrossEntropyLoss()
 
-    def step():
-        opt.zero_grad()
-        h, _ = rnn(tx)
-        loss_fn(out(h).reshape(-1, CLASSES), ty.reshape(-1)).backward()
-        opt.step()
+    def forward(tx):
+        return out(rnn(tx)[0]).reshape(-1, CLASSES)
 
-    def predict():
-        with torch.no_grad():
-            h, _ = rnn(tx)
-            return torch.softmax(out(h), dim=-1).argmax(dim=-1)
-
-    return step, predict
-
+    return common.torch_callables(forward, list(rnn.parameters()) + list(out.parameters()),
+                                  torch.from_numpy(x), torch.from_numpy(y.astype('int64')))
 
 if __name__ == '__main__':
     common.run(os.path.abspath(__file__),

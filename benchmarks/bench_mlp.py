@@ -26,37 +26,17 @@ def data(rng=np.random.RandomState(0)):
 def make_theanets(args):
     import theanets
     x, y = data()
-    net = theanets.Classifier(list(SIZES))
-    steps = net.itertrain(lambda: [x, y], valid=[x, y], algo='sgd', learning_rate=1e-3,
-                          momentum=0.9, iteration_size=1, valid_batches=1,
-                          validate_every=10 ** 9, patience=10 ** 9, batch_size=BATCH)
-    next(steps)  # compiles the training and evaluation functions
-    net.predict(x)  # compiles the prediction function
-    return (lambda: next(steps)), (lambda: net.predict(x))
-
+    return common.theanets_callables(theanets.Classifier(list(SIZES)), x, y)
 
 def make_torch(args):
     import torch
     x, y = data()
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype('int64'))
     layers = []
     for a, b in zip(SIZES[:-2], SIZES[1:-1]):
         layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers, torch.nn.Linear(SIZES[-2], SIZES[-1]))
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad()
-        loss_fn(model(tx), ty).backward()
-        opt.step()
-
-    def predict():
-        with torch.no_grad():
-            return torch.softmax(model(tx), dim=-1).argmax(dim=-1)
-
-    return step, predict
-
+    return common.torch_callables(model, model.parameters(), torch.from_numpy(x),
+                                  torch.from_numpy(y.astype('int64')))
 
 if __name__ == '__main__':
     common.run(os.path.abspath(__file__), 'MLP 784-512-512-10, batch 128, SGD+momentum',

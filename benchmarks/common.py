@@ -52,6 +52,42 @@ def interleaved(candidates, batch_size, rounds, seconds):
     return {name: float(np.median(r)) for name, r in rates.items()}
 
 
+def theanets_callables(net, x, y):
+    """Return (train step, predict) for a theanets model on one fixed mini-batch.
+
+    A training step is one epoch of one mini-batch through ``net.itertrain``
+    (SGD with momentum 0.9, learning rate 1e-3, no validation after the first),
+    so it measures what a user's training loop runs, bookkeeping included.
+    """
+    steps = net.itertrain(lambda: [x, y], valid=[x, y], algo='sgd', learning_rate=1e-3,
+                          momentum=0.9, iteration_size=1, valid_batches=1,
+                          validate_every=10 ** 9, patience=10 ** 9, batch_size=len(x))
+    next(steps)  # compiles the training and evaluation functions
+    net.predict(x)  # compiles the prediction function
+    return (lambda: next(steps)), (lambda: net.predict(x))
+
+
+def torch_callables(forward, params, x, y):
+    """Return (train step, predict) for a PyTorch model: SGD with momentum, cross-entropy.
+
+    ``forward(x)`` must return logits of shape (N, classes) for the flattened batch.
+    """
+    import torch
+    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        loss_fn(forward(x), y.reshape(-1)).backward()
+        opt.step()
+
+    def predict():
+        with torch.no_grad():
+            return torch.softmax(forward(x), dim=-1).argmax(dim=-1)
+
+    return step, predict
+
+
 def peak_memory_mb():
     """Peak resident memory of this process in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
