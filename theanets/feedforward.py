@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 
+from . import checks
 from . import graph
 from . import regularizers
 from . import util
@@ -50,6 +51,12 @@ class Autoencoder(graph.Network):
         if layer is None:
             layer = len(self.layers) // 2
         if isinstance(layer, (int, np.integer)):
+            if not -len(self.layers) <= layer < len(self.layers):
+                raise util.ConfigurationError(
+                    'layer={} is out of range for a network of {} layers {}; give an index '
+                    'in [0, {}] or a layer name'.format(
+                        layer, len(self.layers), [l.name for l in self.layers],
+                        len(self.layers) - 1))
             return self.layers[layer].output_name
         if isinstance(layer, str):
             for candidate in self.layers:
@@ -76,7 +83,7 @@ class Autoencoder(graph.Network):
         -------
         ndarray (batch, layer size)
         """
-        arrays = self._input_arrays(x, ())
+        arrays = self._input_arrays(x, (), kwargs)
         name = self._find_output(layer)
         enc = self._compute([name], arrays, kwargs)[name]
         if sample:
@@ -99,20 +106,34 @@ class Autoencoder(graph.Network):
         from . import backend
         self._ensure_ready()
         name = self._find_output(layer)
+        allow = kwargs.pop('allow_nonfinite', False)
         regs = self._regularizers(kwargs)
         outputs, updates = self.build_graph(regs)
         if name not in outputs:
             raise util.ConfigurationError('no graph output named {!r}; outputs are {}'.format(
                 name, sorted(outputs)))
+        z = checks.array(self._shape_of(name), z, 'decode() input for {!r}'.format(name),
+                         allow)
         key = ('decode', self._graph_key(regs), name)
         if key not in self._functions:
             self._functions[key] = backend.function(
                 [outputs[name]], outputs[self.layers[-1].output_name], updates=updates,
                 name='decode')
-        return self._functions[key](np.asarray(z, dtype=util.FLOAT))
+        return self._functions[key](z)
+
+    def _shape_of(self, name):
+        """Return the shape of the graph output ``name`` (None for unknown sizes)."""
+        for layer in self.layers:
+            shapes = layer.output_shapes()
+            if name in shapes:
+                return shapes[name]
+        return (None, ) * self.INPUT_NDIM
 
     def score(self, x, w=None, **kwargs):
         """Return the R^2 of the reconstruction of ``x`` (weighted by ``w``)."""
+        x = self._input_arrays(x, (), dict(kwargs))[0]
+        if w is not None:
+            w = checks.score_targets(self, len(x), x, w)[1]
         return graph.r2_score(x, self.predict(x, **kwargs), w)
 
 
@@ -161,13 +182,15 @@ class Classifier(graph.Network):
 
     def predict_logit(self, x, *more, **kwargs):
         """Return the output layer's pre-softmax values (batch, [time,] classes)."""
-        arrays = self._input_arrays(x, more)
+        arrays = self._input_arrays(x, more, kwargs)
         name = self.layers[-1].full_name('pre')
         return self._compute([name], arrays, kwargs)[name]
 
     def score(self, x, y, w=None, **kwargs):
         """Return the fraction of correct labels (weighted by ``w`` if given)."""
-        correct = (self.predict(x, **kwargs) == np.asarray(y)).astype(float)
+        arrays = self._input_arrays(x, (), dict(kwargs))
+        y, w = checks.score_targets(self, arrays[0].shape[0], y, w)
+        correct = (self.predict(x, **kwargs) == y).astype(float)
         if w is None:
             return float(correct.mean())
         w = np.asarray(w, dtype=float)

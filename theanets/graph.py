@@ -9,6 +9,7 @@ cached on the network and reused until its layers or losses change.
 import collections
 import fnmatch
 import gzip
+import hashlib
 import logging
 import os
 import pickle
@@ -28,8 +29,11 @@ __all__ = ['Network', 'FORMAT_VERSION']
 
 log = logging.getLogger(__name__)
 
-#: Version of the pickle layout written by :meth:`Network.save`.
-FORMAT_VERSION = 1
+#: Version of the file layout written by :meth:`Network.save`. Version 1
+#: pickled the network inside the payload dict; version 2 stores the
+#: network's pickle as bytes with their SHA-256 digest, so corruption
+#: anywhere in the file is detected. Both are read.
+FORMAT_VERSION = 2
 _FORMAT_TAG = 'theanets-model'
 
 Layer = layers_module.Layer
@@ -54,13 +58,40 @@ def _spec_from_sequence(spec):
             kwargs['size'] = int(item)
         elif isinstance(item, str) and Layer.is_registered(item):
             form = item.lower()
-        elif isinstance(item, str):
+        elif isinstance(item, str) and _is_activation(item):
             kwargs['activation'] = item
+        elif isinstance(item, str):
+            raise _neither_form_nor_activation(spec, item)
         else:
             raise util.ConfigurationError(
                 'layer spec {!r}: cannot interpret element {!r}; use an int size, '
                 'a layer form or an activation name'.format(spec, item))
     return form, kwargs
+
+
+def _is_activation(name):
+    """True if ``name`` looks like an activation: known names joined by '+'."""
+    from . import activations
+    for part in name.split('+'):
+        part = part.strip().lower()
+        if not (part in activations.COMMON or part.startswith('maxout:')
+                or (activations.Activation.is_registered(part)
+                    and part not in ('activation', 'compose'))):
+            return False
+    return True
+
+
+def _neither_form_nor_activation(spec, item):
+    from . import activations
+    forms = sorted(Layer._registry.classes)
+    acts = sorted(set(activations.COMMON) | set(activations.Activation._registry.classes)
+                  - {'activation', 'compose'})
+    near = util.closest(item.lower(), forms + acts)
+    return util.ConfigurationError(
+        'layer spec {!r}: unknown activation {!r} or layer form{}; known forms: '
+        '{}; known activations: {}, maxout:K'.format(
+            spec, item, ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
+            ', '.join(forms), ', '.join(acts)))
 
 
 def _spec_from_str(spec):
@@ -104,6 +135,17 @@ def parse_spec(spec):
     raise util.ConfigurationError(
         'cannot interpret layer spec {!r}; use an int, a tuple, a dict, a form name '
         'or a Layer instance'.format(spec))
+
+
+def _layer_list(layers, model):
+    """Return the constructor's ``layers`` as a list, or say what it should be."""
+    if layers is None:
+        return []
+    if isinstance(layers, (str, dict, Layer)) or not hasattr(layers, '__iter__'):
+        raise util.ConfigurationError(
+            '{}(layers=...) needs a list of layer specs such as [4, (8, "tanh"), 2], '
+            'got {!r}'.format(model, layers))
+    return list(layers)
 
 
 class _ClassOnly(object):
@@ -168,7 +210,7 @@ class Network(object):
         self._weighted = bool(weighted)
         self.history = []
         self._reset_caches()
-        layers = list(layers)
+        layers = _layer_list(layers, type(self).__name__)
         for i, spec in enumerate(layers):
             last = i == len(layers) - 1 and i > 0
             self.add_layer(spec, is_output=last)
@@ -446,9 +488,7 @@ class Network(object):
         regs = regularizers.from_kwargs(self, **kwargs)
         outputs, _ = self.build_graph(regs)
         result = [('err', self.losses[0](outputs))]
-        spec = kwargs.get('monitors') or ()
-        pairs = spec.items() if isinstance(spec, dict) else spec
-        for pattern, levels in pairs:
+        for pattern, levels in _monitor_pairs(kwargs.get('monitors')):
             for name, expr in self._monitor_targets(outputs, pattern):
                 result.extend(_monitor_exprs(name, expr, levels))
         return result
@@ -468,11 +508,12 @@ class Network(object):
 
     # ----- computing ------------------------------------------------------------------
 
-    def _input_arrays(self, x, more):
+    def _input_arrays(self, x, more, kwargs):
+        """Check the input arrays of predict-like calls; pops ``allow_nonfinite`` from kwargs."""
         self._ensure_ready()
         arrays = list(x) if isinstance(x, (list, tuple)) and len(self.inputs) > 1 and \
             not more else [x] + list(more)
-        return checks.inputs(self, arrays)
+        return checks.inputs(self, arrays, kwargs.pop('allow_nonfinite', False))
 
     def _compute(self, names, arrays, kwargs):
         """Compile (once) and run a function from the inputs to the named outputs."""
@@ -494,23 +535,27 @@ class Network(object):
         x : ndarray
             Input data (batch, ...); give one array per Input layer.
         **kwargs
-            Noise or dropout keywords to apply, as for ``train``.
+            Noise or dropout keywords to apply, as for ``train``, and
+            ``allow_nonfinite=True`` to accept NaN or inf inputs (with a
+            warning) instead of raising.
 
         Returns
         -------
         dict
             Maps ``'layer:output'`` names to arrays.
         """
-        return dict(self._compute(None, self._input_arrays(x, more), kwargs))
+        return dict(self._compute(None, self._input_arrays(x, more, kwargs), kwargs))
 
     def predict(self, x, *more, **kwargs):
         """Compute the output of the network's last layer for input ``x`` (batch, ...)."""
-        arrays = self._input_arrays(x, more)
+        arrays = self._input_arrays(x, more, kwargs)
         name = self.layers[-1].output_name
         return self._compute([name], arrays, kwargs)[name]
 
     def score(self, x, y, w=None, **kwargs):
         """Return the R^2 of predictions of ``y`` (per column, averaged; weighted by ``w``)."""
+        arrays = self._input_arrays(x, (), dict(kwargs))
+        y, w = checks.score_targets(self, arrays[0].shape[0], y, w)
         return r2_score(y, self.predict(x, **kwargs), w)
 
     # ----- training -------------------------------------------------------------------
@@ -581,10 +626,13 @@ class Network(object):
         state = dict(self.__dict__)
         for key in ('_graphs', '_functions', '_optimizers'):
             state.pop(key, None)
+        state['_rng'] = layers_module.base.rng_to_state(self._rng)
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        state = dict(state)
+        state['_rng'] = layers_module.base.rng_from_state(state.get('_rng'))
+        self.__dict__.update(layers_module.base._interned(state))
         self.__dict__.setdefault('history', [])
         self._reset_caches()
 
@@ -592,11 +640,19 @@ class Network(object):
         """Save the network to a pickle file (gzip if the name ends in ``.gz``).
 
         Writing is atomic: a temporary file in the same directory is renamed
-        into place, so a crash never leaves a partial file.
+        into place, so a crash never leaves a partial file. The file records
+        the format and theanets versions and a SHA-256 digest of the model,
+        which :meth:`load` checks. Saving a loaded model again gives the
+        same bytes.
+
+        Only load pickles from sources you trust: unpickling can run code.
+        :meth:`save_weights` writes a plain-array file that is safe to share.
         """
         from . import __version__
+        blob = pickle.dumps(self, -1)
         payload = dict(format=_FORMAT_TAG, format_version=FORMAT_VERSION,
-                       theanets_version=__version__, network=self)
+                       theanets_version=__version__, sha256=hashlib.sha256(blob).hexdigest(),
+                       network=blob)
         if hasattr(filename_or_handle, 'write'):
             pickle.dump(payload, filename_or_handle, -1)
         else:
@@ -610,13 +666,55 @@ class Network(object):
         Raises
         ------
         ValueError
-            For a truncated, corrupt or foreign file, or one written by a
-            newer format version.
+            For a truncated, corrupt or foreign file, one written by a newer
+            format version, or one holding another kind of model (e.g.
+            ``Autoencoder.load`` on a saved Regressor).
+
+        Warns
+        -----
+        UserWarning
+            When the file was written by another version of theanets.
         """
         payload = _read_pickle(filename_or_handle)
         net = _unpack(payload, filename_or_handle)
+        if not isinstance(net, cls):
+            kind = type(net)
+            raise ValueError(
+                '{!r} holds a {}.{}, which is not a {}.{}; load it with {}.{}.load(path) '
+                '(or theanets.Network.load(path))'.format(
+                    getattr(filename_or_handle, 'name', filename_or_handle), kind.__module__,
+                    kind.__name__, cls.__module__, cls.__name__, kind.__module__,
+                    kind.__name__))
         log.info('loaded model from %s', getattr(filename_or_handle, 'name', filename_or_handle))
         return net
+
+    def save_weights(self, filename_or_handle):
+        """Save the parameter values alone to a NumPy ``.npz`` file (no pickle).
+
+        Unlike a pickle from :meth:`save`, such a file can be loaded safely
+        from an untrusted source; see :mod:`theanets.weights`. A path is
+        written atomically and exactly as given.
+        """
+        from . import weights
+        weights.save(self, filename_or_handle)
+
+    def load_weights(self, filename_or_handle):
+        """Set the parameters from a file written by :meth:`save_weights`, all or nothing.
+
+        Every array is checked against this network (names, shapes, finite
+        values) before any parameter changes.
+
+        Raises
+        ------
+        ConfigurationError
+            If the arrays do not fit this network; the message lists every
+            missing, extra or mis-shaped array.
+        ValueError
+            If the file is truncated, corrupt, not a weights file, or newer
+            than this version of theanets reads.
+        """
+        from . import weights
+        weights.load(self, filename_or_handle)
 
 
 def _open(path, mode):
@@ -632,7 +730,8 @@ def _atomic_pickle(payload, path):
         os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, 'wb') as raw:
             if path.lower().endswith('.gz'):
-                with gzip.GzipFile(fileobj=raw, mode='wb') as zipped:
+                # no name or time stamp in the header: same model, same bytes
+                with gzip.GzipFile(filename='', fileobj=raw, mode='wb', mtime=0) as zipped:
                     pickle.dump(payload, zipped, -1)
             else:
                 pickle.dump(payload, raw, -1)
@@ -645,20 +744,25 @@ def _atomic_pickle(payload, path):
         raise
 
 
+def _corrupt(what, err):
+    return ValueError('cannot load a theanets model from {!r}: the file is truncated, corrupt '
+                      'or not a theanets model ({}: {})'.format(what, type(err).__name__, err))
+
+
 def _read_pickle(source):
+    """Unpickle a file; errors other than opening it become a clear ValueError."""
     what = getattr(source, 'name', source)
+    if hasattr(source, 'read'):
+        return _load_pickle(source, what)
+    with _open(str(source), 'rb') as handle:
+        return _load_pickle(handle, what)
+
+
+def _load_pickle(handle, what):
     try:
-        if hasattr(source, 'read'):
-            return pickle.load(source)
-        with _open(str(source), 'rb') as handle:
-            return pickle.load(handle)
-    except (EOFError, pickle.UnpicklingError, gzip.BadGzipFile, OSError, AttributeError,
-            ImportError, IndexError, TypeError, ValueError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise ValueError('cannot load a theanets model from {!r}: the file is truncated, '
-                         'corrupt or not a theanets model ({}: {})'.format(
-                             what, type(err).__name__, err)) from err
+        return pickle.load(handle)
+    except Exception as err:  # any failure to unpickle means a damaged or foreign file
+        raise _corrupt(what, err) from err
 
 
 def _unpack(payload, source):
@@ -668,27 +772,83 @@ def _unpack(payload, source):
     if not isinstance(payload, dict) or payload.get('format') != _FORMAT_TAG:
         raise ValueError('{!r} is not a theanets model file (found a pickled {})'.format(
             what, type(payload).__name__))
-    if payload.get('format_version', 0) > FORMAT_VERSION:
+    version = payload.get('format_version', 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(
             '{!r} was written by theanets {} in model format {}, newer than this '
             'theanets reads ({}); upgrade theanets'.format(
-                what, payload.get('theanets_version'), payload['format_version'],
-                FORMAT_VERSION))
+                what, payload.get('theanets_version'), version, FORMAT_VERSION))
     from . import __version__
     if payload.get('theanets_version') != __version__:
-        log.warning('%s was saved by theanets %s; this is %s', what,
-                    payload.get('theanets_version'), __version__)
-    return payload['network']
+        warnings.warn('{!r} was saved by theanets {}; this is theanets {}. The model may not '
+                      'behave the same; check its predictions, or save it again with this '
+                      'version'.format(what, payload.get('theanets_version'), __version__),
+                      UserWarning, stacklevel=3)
+    network = payload.get('network')
+    if version >= 2:
+        network = _network_from_bytes(network, payload.get('sha256'), what)
+    if not isinstance(network, Network):
+        raise ValueError('{!r} is a theanets model file without a network (found {})'.format(
+            what, type(network).__name__))
+    return network
+
+
+def _network_from_bytes(blob, digest, what):
+    if not isinstance(blob, bytes) or hashlib.sha256(blob).hexdigest() != digest:
+        raise ValueError('cannot load a theanets model from {!r}: the model data do not match '
+                         'their SHA-256 checksum, so the file is corrupt; use another copy or '
+                         'an earlier checkpoint'.format(what))
+    try:
+        return pickle.loads(blob)
+    except Exception as err:
+        raise _corrupt(what, err) from err
+
+
+def _monitor_pairs(spec):
+    """Return ``monitors=`` as a list of ``(pattern, levels)``, checking its form."""
+    if not spec:
+        return []
+    example = ' such as {"hid1:out": [0.1, 0.9]} or [("*.w", 1)]'
+    if isinstance(spec, dict):
+        pairs = list(spec.items())
+    elif isinstance(spec, (list, tuple)) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 for p in spec):
+        pairs = [tuple(p) for p in spec]
+    else:
+        raise util.ConfigurationError(
+            'monitors= must be a dict {{pattern: levels}} or a list of (pattern, levels) '
+            'pairs{}, got {!r}'.format(example, spec))
+    for pattern, levels in pairs:
+        if not isinstance(pattern, str):
+            raise util.ConfigurationError(
+                'monitors= patterns must be strings (globs of output or parameter names), '
+                'got {!r}'.format(pattern))
+        for level in _monitor_levels(levels):
+            labelled = isinstance(level, (tuple, list)) and len(level) == 2 and \
+                callable(level[1])
+            number = isinstance(level, (int, float, np.integer, np.floating)) and \
+                not isinstance(level, bool)
+            if not (labelled or number):
+                raise util.ConfigurationError(
+                    'monitors= levels for {!r} must be numbers, or (label, function) pairs, '
+                    'got {!r}'.format(pattern, level))
+    return pairs
+
+
+def _monitor_levels(levels):
+    if isinstance(levels, (int, float, np.integer, np.floating)) and not isinstance(levels, bool):
+        return [levels]
+    if isinstance(levels, dict):
+        return list(levels.items())
+    if isinstance(levels, (list, tuple)):
+        return list(levels)
+    return [levels]
 
 
 def _monitor_exprs(name, expr, levels):
     import pytensor.tensor as TT
-    if isinstance(levels, (int, float)):
-        levels = [levels]
-    if isinstance(levels, dict):
-        levels = list(levels.items())
     result = []
-    for level in levels:
+    for level in _monitor_levels(levels):
         if isinstance(level, (tuple, list)) and len(level) == 2 and callable(level[1]):
             result.append(('{}:{}'.format(name, level[0]), level[1](expr)))
         else:

@@ -101,8 +101,32 @@ def check_train_kwargs(network, runner, kwargs):
         optimizer_names = optimizers.hyperparameter_names(runner.algo)
     else:
         return
-    valid = NETWORK_KWARGS | regularizers.keyword_names() | optimizer_names
+    regularizer_names = regularizers.keyword_names()
+    valid = NETWORK_KWARGS | regularizer_names | optimizer_names
+    for name in kwargs:
+        owners = _algorithms_taking(name)
+        if name not in valid and owners:
+            raise TypeError(
+                'train() got {!r}, which is not a hyperparameter of algo={!r} (it belongs '
+                'to {}); choose one of those algorithms or drop it'.format(
+                    name, getattr(runner, 'algo', 'sample'), ', '.join(owners)))
     util.check_kwargs(kwargs, valid, 'train()')
+    table = kwargs.get('regularizers')
+    if isinstance(table, dict):
+        util.check_kwargs(table, regularizer_names - {'regularizers'},
+                          'train(regularizers={...})')
+    for name, value in list(kwargs.items()) + list(table.items() if isinstance(table, dict)
+                                                   else ()):
+        if name in regularizer_names and isinstance(value, numbers.Real) and value < 0:
+            raise util.ConfigurationError(
+                'train() got {}={}; regularizer weights and noise levels must be >= 0 (0 '
+                'turns the regularizer off)'.format(name, value))
+
+
+def _algorithms_taking(name):
+    """Return the optimizer names whose hyperparameters include ``name``."""
+    return [algo for algo in _optimizer_names()
+            if name in optimizers.hyperparameter_names(algo)]
 
 
 def _freeze(value):
@@ -121,10 +145,30 @@ def _graph_kwargs(kwargs):
     return {k: v for k, v in kwargs.items() if k in names}
 
 
-def _prepare(network, data, kwargs):
+def _prepare(network, data, kwargs, name='training'):
+    """Check training or validation data before anything is compiled.
+
+    Lists of arrays are checked and converted; a :class:`Dataset` built from
+    arrays has its arrays checked; a batch callable has its first batch
+    checked (see :func:`theanets.checks.first_batch`). A Dataset wrapping a
+    callable is used unchecked.
+    """
+    allow = kwargs.get('allow_nonfinite', False)
     if isinstance(data, (list, tuple)):
-        return checks.dataset(network, data, kwargs.get('allow_nonfinite', False))
-    return data
+        arrays = checks.dataset(network, data, allow)
+        checks.batch_size(kwargs.get('batch_size'), arrays[0].shape[0], name)
+        return arrays
+    if isinstance(data, optimizers.Dataset):
+        if data.shapes is not None:  # built from arrays, not from a callable
+            checks.dataset(network, list(data._arrays), allow)
+        return data
+    if callable(data):
+        return checks.first_batch(network, data, allow, name)
+    raise util.ConfigurationError(
+        '{} data must be a list of arrays such as [x, y], a theanets.optimizers.Dataset '
+        'or a callable returning such lists, got {}{}'.format(
+            name, type(data).__name__,
+            '; wrap a single array in a list: [x]' if hasattr(data, 'shape') else ''))
 
 
 class DownhillTrainer(object):
@@ -182,7 +226,7 @@ class DownhillTrainer(object):
         """
         net = self.network
         train = _prepare(net, train, kwargs)
-        valid = _prepare(net, valid, kwargs) if valid is not None else None
+        valid = _prepare(net, valid, kwargs, 'validation') if valid is not None else None
         self.optimizer = self._optimizer(kwargs)
         hyper = {k: v for k, v in kwargs.items() if k not in _graph_kwargs(kwargs)
                  and k not in NETWORK_KWARGS}
@@ -243,7 +287,7 @@ class SampleTrainer(object):
 
     def itertrain(self, train, valid=None, **kwargs):
         net = self.network
-        arrays = _arrays(train)
+        arrays = _arrays(_prepare(net, train, kwargs))
         rng = util.as_rng(kwargs['rng']) if isinstance(
             kwargs.get('rng'), (int, np.integer, np.random.RandomState)) else net._rng
         n_in = len(net.inputs)

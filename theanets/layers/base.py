@@ -20,6 +20,7 @@ unknown sizes, e.g. ``(None, 10)`` for a feedforward layer of 10 units.
 import collections
 import logging
 import re
+import sys
 
 import numpy as np
 import pytensor
@@ -35,6 +36,41 @@ log = logging.getLogger(__name__)
 
 # keyword arguments every layer accepts for initialising its parameters.
 _INIT_KWARG = re.compile(r'^(mean|std|sparsity|diagonal|radius)(_.+)?$')
+
+
+def rng_to_state(rng):
+    """Return a RandomState's state as plain values, for deterministic pickles.
+
+    Pickling a RandomState object also stores an unused seed sequence drawn
+    from OS entropy, so identical models would give different files.
+    """
+    name, keys, pos, has_gauss, cached = rng.get_state(legacy=True)
+    return ('RandomState', name, np.asarray(keys, dtype=np.uint32).tolist(), int(pos),
+            int(has_gauss), float(cached))
+
+
+def rng_from_state(state):
+    """Inverse of :func:`rng_to_state`; any other value is returned unchanged."""
+    if not (isinstance(state, tuple) and state and state[0] == 'RandomState'):
+        return state
+    rng = np.random.RandomState(0)
+    _, name, keys, pos, has_gauss, cached = state
+    rng.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    return rng
+
+
+def _interned(mapping):
+    """Return ``mapping`` with interned str keys.
+
+    Pickle's default restore interns attribute names; doing the same here
+    keeps shared key strings shared, so a re-saved model is byte-identical.
+    """
+    return {sys.intern(k) if isinstance(k, str) else k: v for k, v in mapping.items()}
+
+
+def _param_families(name):
+    """Return the shorter names that also address a parameter: ``'w_in:out'`` -> ``['w']``."""
+    return [name.split('_', 1)[0]] if '_' in name else []
 
 
 class Layer(util.Registrar):
@@ -53,12 +89,17 @@ class Layer(util.Registrar):
     activation : str or Activation, optional
         Activation of the layer; defaults to ``'relu'``.
     shape : tuple of int, optional
-        Shape of one example's output (no batch axis); overrides ``size``.
+        Shape of one example's output (no batch axis). Layers that map the
+        last axis of their input (Feedforward, recurrent layers...) accept
+        only the input's own leading axes here, so ``shape=(n,)`` means
+        ``size=n``; Input and Reshape layers take any shape.
     rng : int or RandomState, optional
         Random source for initial parameter values.
     mean, std, sparsity, diagonal, radius : float, optional
         Initial-value options for every parameter; each also has a
         ``<option>_<param>`` form (e.g. ``std_w=0.1``) for one parameter.
+        ``std_w`` also covers every ``w_<input>`` weight of a multi-input
+        layer; ``std_w_in:out`` addresses one of them.
 
     Attributes
     ----------
@@ -159,6 +200,12 @@ class Layer(util.Registrar):
             return list(spec.items())
         if isinstance(spec, (str, Layer)):
             spec = [spec]
+        if not isinstance(spec, (list, tuple)) or \
+                not all(isinstance(s, (str, Layer)) for s in spec):
+            raise util.ConfigurationError(
+                'layer {!r}: inputs= must be an output name such as "hid1" or "hid1:pre", a '
+                'Layer, a list of these or a dict {{name: size}}, got {!r}'.format(
+                    self.name, spec))
         return [(s, None) for s in spec]
 
     def resolve_inputs(self, layers):
@@ -191,26 +238,50 @@ class Layer(util.Registrar):
             shape = available[name]
             if size is not None and shape[-1] != size:
                 raise util.ConfigurationError(
-                    'layer {!r}: input {!r} has size {}, but inputs= declared {}'.format(
+                    'layer {!r}: input {!r} has size {}, but inputs= declared {}; correct '
+                    'the size in inputs={{...}} or read another output'.format(
                         self.name, name, shape[-1], size))
             self._input_shapes[name] = shape
 
     def resolve_outputs(self):
-        """Set the output shape from ``shape`` or ``size`` and the input shapes."""
-        if self.shape is not None:
-            self._output_shape = (None, ) + self.shape
-            return
-        if self.size is None:
-            raise util.ConfigurationError(
-                'layer {!r} ({}) does not specify a size; give an int, e.g. (10, {!r})'.format(
-                    self.name, type(self).__name__, type(self).__name__.lower()))
+        """Set the output shape: the inputs' leading axes, then ``size`` units.
+
+        ``shape`` may stand for ``size``: it must then be the inputs' shape
+        per example with the last axis replaced, e.g. ``(3, )`` after a
+        ``(None, 4)`` input, since this layer only maps the last axis.
+        """
         ndims = {len(s) for s in self._input_shapes.values()}
         if len(ndims) > 1:
             raise util.ConfigurationError(
                 'layer {!r}: inputs have different numbers of dimensions: {}'.format(
                     self.name, dict(self._input_shapes)))
         first = list(self._input_shapes.values())[0] if self._input_shapes else (None, None)
+        if self.shape is not None:
+            self._check_shape_fits(first)
+            self._output_shape = tuple(first[:-1]) + self.shape[-1:]
+            return
+        if self.size is None:
+            raise util.ConfigurationError(
+                'layer {!r} ({}) does not specify a size; give an int, e.g. (10, {!r})'.format(
+                    self.name, type(self).__name__, type(self).__name__.lower()))
         self._output_shape = tuple(first[:-1]) + (self.size, )
+
+    def _check_shape_fits(self, input_shape):
+        leading = tuple(input_shape[1:-1])
+        want = tuple(self.shape[:-1])
+        fits = len(want) in (0, len(leading)) and all(
+            a is None or b is None or a == b for a, b in zip(want, leading))
+        if not fits:
+            raise util.ConfigurationError(
+                'layer {!r} ({}): shape={} does not fit its input shape {}: this layer maps '
+                'only the last axis of its input, so its output has shape {}; give size=N '
+                '(or shape=(N,)) and add a "reshape" layer after it for other shapes'.format(
+                    self.name, type(self).__name__, self.shape, input_shape,
+                    '(' + ', '.join(str(s) for s in input_shape[:-1]) + ', N)'))
+        if self.size is not None and self.size != self.shape[-1]:
+            raise util.ConfigurationError(
+                'layer {!r} ({}): size={} and shape={} disagree; give only one'.format(
+                    self.name, type(self).__name__, self.size, self.shape))
 
     # ----- binding and parameters ------------------------------------------------
 
@@ -228,6 +299,7 @@ class Layer(util.Registrar):
 
     def _check_param_kwargs(self):
         own = {p.name.split('.', 1)[1] for p in self.params}
+        own |= {family for name in own for family in _param_families(name)}
         for key in self.kwargs:
             match = _INIT_KWARG.match(key)
             if match and match.group(2) and match.group(2)[1:] not in own:
@@ -239,7 +311,17 @@ class Layer(util.Registrar):
         """Create this layer's parameters (none by default)."""
 
     def _init_value(self, kind, name, default):
-        return self.kwargs.get('{}_{}'.format(kind, name), self.kwargs.get(kind, default))
+        """Return the ``kind`` option (``'std'``...) for parameter ``name``.
+
+        The most specific keyword wins: ``std_w_in:out``, then ``std_w`` (which
+        covers every ``w_*`` parameter, e.g. the weights of a multi-input
+        Feedforward layer), then ``std``, then ``default``.
+        """
+        for key in [name] + _param_families(name):
+            full = '{}_{}'.format(kind, key)
+            if full in self.kwargs:
+                return self.kwargs[full]
+        return self.kwargs.get(kind, default)
 
     def add_weights(self, name, nin, nout, mean=0, std=0, sparsity=0, diagonal=0):
         """Create a weight matrix parameter of shape (nin, nout) named ``'<layer>.<name>'``.
@@ -364,6 +446,18 @@ class Layer(util.Registrar):
     def __repr__(self):
         return '{}(name={!r}, shape={})'.format(type(self).__name__, self.name,
                                                 self.output_shape)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state['rng'] = rng_to_state(self.rng)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        state['rng'] = rng_from_state(state.get('rng'))
+        if isinstance(state.get('kwargs'), dict):
+            state['kwargs'] = _interned(state['kwargs'])
+        self.__dict__.update(_interned(state))
 
 
 Layer._registry.add(Layer)
