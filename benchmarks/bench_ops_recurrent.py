@@ -13,14 +13,26 @@ Variants, each timed on the same data, interleaved over several rounds:
   cross-entropy + SGD (only when torch is importable; for comparison only).
 
 Both PyTensor variants are compiled with :func:`theanets.backend.function`
-(C mode 'CVM'). Prints sequences per second (median over rounds) and the
-ratio to PyTorch.
+(C mode 'CVM'). Prints sequences per second -- the median and the best
+round -- and their ratios to PyTorch, plus the load average: on a busy
+machine multi-threaded code (PyTorch's and OpenBLAS's too) slows down a lot
+and unevenly, and the best rounds are the better estimate of unloaded speed.
+Thread counts: ``THEANETS_NUM_THREADS`` (or ``OMP_NUM_THREADS``) for the
+fused float32 kernels, ``OPENBLAS_NUM_THREADS`` for PyTensor's BLAS, and
+``--torch-threads`` for PyTorch.
+
+OpenBLAS worker threads keep spinning for about 2**28 cycles after each BLAS
+call (``OPENBLAS_THREAD_TIMEOUT``, default 28), long enough to steal CPU from
+the fused Ops' threads throughout a training step; ``--openblas-timeout 4``
+sets ``OPENBLAS_THREAD_TIMEOUT=4`` before OpenBLAS loads (it must be set
+before ``import theanets``).
 
 Usage::
 
     python benchmarks/bench_ops_recurrent.py                  # LSTM
     python benchmarks/bench_ops_recurrent.py --cell all       # LSTM, GRU, RNN
     python benchmarks/bench_ops_recurrent.py --rounds 5 --iters 20
+    python benchmarks/bench_ops_recurrent.py --cell all --openblas-timeout 4
 """
 
 import argparse
@@ -30,6 +42,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+if __name__ == '__main__' and '--openblas-timeout' in sys.argv:   # before OpenBLAS loads
+    os.environ['OPENBLAS_THREAD_TIMEOUT'] = sys.argv[sys.argv.index('--openblas-timeout') + 1]
 
 import numpy as np  # noqa: E402
 
@@ -86,10 +101,8 @@ def build_pytensor(cell, fused, args, rng):
     params += [wo, bo]
     hb = h.dimshuffle(1, 0, 2)                      # (B, T, n), as a layer returns it
     logits = (hb.dot(wo) + bo).reshape((-1, nin))
-    # explicit softmax: pt.special.softmax is an OpFromGraph that PyTensor 3.0.7
-    # does not inline in CVM mode, and it then runs through Python (slow)
-    e = pt.exp(logits - logits.max(axis=-1, keepdims=True))
-    prob = e / e.sum(axis=-1, keepdims=True)
+    # softmax over the classes, cross-entropy as theanets computes it
+    prob = pt.special.softmax(logits, axis=-1)
     p_true = prob[pt.arange(prob.shape[0]), y.flatten()]
     loss = -pt.log(pt.clip(p_true, 1e-8, 1)).mean()
     grads = pytensor.grad(loss, params)
@@ -130,30 +143,39 @@ def run(cell, args):
         variants['scan'] = build_pytensor(cell, False, args, rng)
         print('[{}] compiled scan in {:.1f}s'.format(cell, time.perf_counter() - t0))
     try:
+        if args.no_torch:
+            raise ImportError
         import torch
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
         variants['torch'] = build_torch(cell, args, x, y)
         print('[{}] torch {} with {} threads'.format(cell, torch.__version__,
                                                       torch.get_num_threads()))
     except ImportError:
-        print('[{}] torch not importable: skipped'.format(cell))
+        print('[{}] torch skipped'.format(cell))
     for fn in variants.values():           # warm up
         for _ in range(3):
             fn(x, y)
     rates = {name: [] for name in variants}
+    load0 = os.getloadavg()[0]
     for _ in range(args.rounds):
         for name, fn in variants.items():
+            time.sleep(args.pause)          # let the previous variant's threads go idle
             t0 = time.perf_counter()
             for _ in range(args.iters):
                 fn(x, y)
             rates[name].append(args.iters * args.batch / (time.perf_counter() - t0))
-    ref = statistics.median(rates['torch']) if 'torch' in rates else None
-    print('{}: T={} B={} nin={} n={} (median of {} rounds x {} steps)'.format(
-        cell.upper(), args.steps, args.batch, args.nin, args.units, args.rounds, args.iters))
+    print('{}: T={} B={} nin={} n={}; {} rounds x {} steps; load average {:.1f} -> {:.1f}'
+          .format(cell.upper(), args.steps, args.batch, args.nin, args.units, args.rounds,
+                  args.iters, load0, os.getloadavg()[0]))
+    ref_med = statistics.median(rates['torch']) if 'torch' in rates else None
+    ref_best = max(rates['torch']) if 'torch' in rates else None
+    print('  {:6s} {:>18s} {:>18s}'.format('', 'median seq/s', 'best seq/s'))
     for name, values in rates.items():
-        med = statistics.median(values)
-        ratio = '  ({:.2f} x torch)'.format(med / ref) if ref else ''
-        print('  {:6s} {:8.0f} sequences/s  [min {:.0f}, max {:.0f}]{}'.format(
-            name, med, min(values), max(values), ratio))
+        med, best = statistics.median(values), max(values)
+        r_med = ' ({:.2f}x)'.format(med / ref_med) if ref_med else ''
+        r_best = ' ({:.2f}x)'.format(best / ref_best) if ref_best else ''
+        print('  {:6s} {:>10.0f}{:8s} {:>10.0f}{:8s}'.format(name, med, r_med, best, r_best))
     return rates
 
 
@@ -167,8 +189,18 @@ def main():
     parser.add_argument('--lr', type=float, default=0.01)
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--iters', type=int, default=10)
+    parser.add_argument('--pause', type=float, default=0.3,
+                        help='seconds of rest before each timed run')
+    parser.add_argument('--torch-threads', type=int, default=0,
+                        help='PyTorch intra-op threads (default: its own choice)')
     parser.add_argument('--no-scan', action='store_true', help='skip the scan variant')
+    parser.add_argument('--no-torch', action='store_true', help='skip the PyTorch variant')
+    parser.add_argument('--openblas-timeout', type=int, default=None,
+                        help='set OPENBLAS_THREAD_TIMEOUT (4..30) before OpenBLAS loads')
     args = parser.parse_args()
+    print('environment: ' + ', '.join('{}={}'.format(k, os.environ.get(k, '(unset)')) for k in (
+        'OPENBLAS_THREAD_TIMEOUT', 'OPENBLAS_NUM_THREADS', 'THEANETS_NUM_THREADS',
+        'OMP_NUM_THREADS')) + '; {} CPUs'.format(os.cpu_count()))
     for cell in (['lstm', 'gru', 'rnn'] if args.cell == 'all' else [args.cell]):
         run(cell, args)
 

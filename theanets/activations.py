@@ -125,7 +125,7 @@ class Compose(Activation):
 class Prelu(Activation):
     """Parametric relu: relu(z) + exp(leak) * min(0, z), one learnable ``leak`` per unit.
 
-    The ``leak`` parameter (size,) is log-scale, initialised to 0.1 * |N(0, 1)|.
+    The ``leak`` parameter (size,) is log-scale, initialised to ``0.1 * |N(0, 1)|``.
     """
 
     __extra_registration_keys__ = ['leaky-relu']

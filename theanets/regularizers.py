@@ -3,22 +3,21 @@ r"""Regularizers: terms added to the loss, and noise or dropout applied to the g
 :func:`from_kwargs` builds regularizers from the keywords of ``train()``,
 ``loss()``, ``monitors()``, ``predict()`` and ``feed_forward()``:
 
-=====================================  ============================  =======================
-keyword (aliases)                      class                         default pattern
-=====================================  ============================  =======================
-``weight_l2`` (``weight_decay``)       :class:`WeightL2`             every weight matrix
-``weight_l1`` (``weight_sparsity``)    :class:`WeightL1`             every weight matrix
-``hidden_l1`` (``hidden_sparsity``)    :class:`HiddenL1`             hidden ``':out'``
-``hidden_l2``                          :class:`HiddenL2`             hidden ``':out'``
-``recurrent_norm``                     :class:`RecurrentNorm`        (required)
-``recurrent_state``                    :class:`RecurrentState`       (required)
-``contractive``                        :class:`Contractive`          hidden ``':out'``
-``input_noise``, ``hidden_noise``,     :class:`GaussianNoise`        input / hidden /
-``output_noise``, ``noise={pat: std}``                               output ``':out'``
-``input_dropout``, ``hidden_dropout``, :class:`BernoulliDropout`     input / hidden /
-``output_dropout``, ``dropout={pat:                                  output ``':out'``
-p}``
-=====================================  ============================  =======================
+=========================================  ============================  ======================
+keyword (aliases)                          class                         default pattern
+=========================================  ============================  ======================
+``weight_l2`` (``weight_decay``)           :class:`WeightL2`             every weight matrix
+``weight_l1`` (``weight_sparsity``)        :class:`WeightL1`             every weight matrix
+``hidden_l1`` (``hidden_sparsity``)        :class:`HiddenL1`             hidden ``':out'``
+``hidden_l2``                              :class:`HiddenL2`             hidden ``':out'``
+``recurrent_norm``                         :class:`RecurrentNorm`        (required)
+``recurrent_state``                        :class:`RecurrentState`       (required)
+``contractive``                            :class:`Contractive`          hidden ``':out'``
+``input_noise``, ``hidden_noise``,         :class:`GaussianNoise`        input / hidden /
+``output_noise``, ``noise={pat: std}``                                   output ``':out'``
+``input_dropout``, ``hidden_dropout``,     :class:`BernoulliDropout`     input / hidden /
+``output_dropout``, ``dropout={pat: p}``                                 output ``':out'``
+=========================================  ============================  ======================
 
 A value is either the weight (a number) or a dict of constructor arguments such
 as ``dict(weight=0.1, pattern='hid1:out')``. Patterns are shell globs over graph

@@ -326,6 +326,9 @@ class RRNN(RNN):
         h_t &=& (1 - r_t) \odot h_{t-1} + r_t \odot g(p_t)
         \end{eqnarray}
 
+    Outputs: ``'out'`` (:math:`h_t`), ``'pre'`` (:math:`p_t`), ``'hid'``
+    (:math:`g(p_t)`) and ``'rate'`` (:math:`r_t`), all (batch, time, n).
+
     Parameters
     ----------
     rate : {'matrix', 'vector', 'uniform', 'log'} or float, optional
@@ -337,9 +340,6 @@ class RRNN(RNN):
         - ``'uniform'``: fixed rates drawn from U(0.001, 1) (from the layer's random stream);
         - ``'log'``: fixed rates 10**U(-3, 0), spread over time scales;
         - a number in (0, 1]: that fixed rate for every unit.
-
-    Outputs: ``'out'`` (:math:`h_t`), ``'pre'`` (:math:`p_t`), ``'hid'``
-    (:math:`g(p_t)`) and ``'rate'`` (:math:`r_t`), all (batch, time, n).
     """
 
     OUTPUTS = ('out', 'pre', 'hid', 'rate')
@@ -573,14 +573,14 @@ class MRNN(Recurrent):
         h_t &=& g(p_t)
         \end{eqnarray}
 
+    Parameters: ``xh`` (nin, n), ``xf`` (nin, factors), ``hf`` (n, factors),
+    ``fh`` (factors, n), ``b`` (n,). Outputs: ``'out'``, ``'pre'`` (batch,
+    time, n) and ``'factors'`` (:math:`f_t`, (batch, time, factors)).
+
     Parameters
     ----------
     factors : int, optional
         Number of multiplicative factors; default ``ceil(sqrt(size))``.
-
-    Parameters: ``xh`` (nin, n), ``xf`` (nin, factors), ``hf`` (n, factors),
-    ``fh`` (factors, n), ``b`` (n,). Outputs: ``'out'``, ``'pre'`` (batch,
-    time, n) and ``'factors'`` (:math:`f_t`, (batch, time, factors)).
     """
 
     OUTPUTS = ('out', 'pre', 'factors')
@@ -650,6 +650,12 @@ class SCRN(Recurrent):
     and :math:`p_t` is the ``'pre'`` output (use ``'linear'`` for the old
     behaviour).
 
+    Parameters: ``w`` (nin, n + c) with blocks [hidden, context], ``hh``,
+    ``ho`` (n, n), ``sh``, ``so`` (c, n), ``b`` (n,) and ``r`` (c,) for
+    ``rate='vector'``. Outputs: ``'out'``, ``'pre'``, ``'hid'``
+    (:math:`h_t`) (batch, time, n); ``'state'`` (:math:`s_t`) and
+    ``'rate'`` (batch, time, c).
+
     Parameters
     ----------
     rate : {'vector', 'uniform', 'log'} or float, optional
@@ -661,12 +667,6 @@ class SCRN(Recurrent):
     context_size : int or float, optional
         Size of the context state: an int, or a float in (0, 1] as a fraction
         of the layer size. Default: the layer size.
-
-    Parameters: ``w`` (nin, n + c) with blocks [hidden, context], ``hh``,
-    ``ho`` (n, n), ``sh``, ``so`` (c, n), ``b`` (n,) and ``r`` (c,) for
-    ``rate='vector'``. Outputs: ``'out'``, ``'pre'``, ``'hid'``
-    (:math:`h_t`) (batch, time, n); ``'state'`` (:math:`s_t`) and
-    ``'rate'`` (batch, time, c).
     """
 
     OUTPUTS = ('out', 'pre', 'hid', 'state', 'rate')
@@ -758,13 +758,14 @@ class Clockwork(Recurrent):
         & \text{if } t \bmod T_i = 0 \\
         h_{t-1}^{(i)} & \text{otherwise} \end{cases}
 
+    Parameters and outputs are those of :class:`RNN`.
+
     Parameters
     ----------
     periods : sequence of int
         The update period of each module (sorted ascending); the layer size
         must be a multiple of their number.
 
-    Parameters and outputs are those of :class:`RNN`.
     """
 
     def __init__(self, periods=None, h_0=None, **kwargs):

@@ -2,9 +2,8 @@
 
 A recurrent layer built on :func:`pytensor.scan` spends most of its time in
 the per-step loop machinery. The Ops here run the entire time loop of an RNN,
-GRU or LSTM layer in a single Op -- in C, calling BLAS once or twice per time
-step -- and their gradient is another single Op that runs backpropagation
-through time over the whole sequence.
+GRU or LSTM layer in a single Op written in C, and their gradient is another
+single Op that runs backpropagation through time over the whole sequence.
 
 The input projection ``x . W + b`` for all time steps is computed *outside*
 the Ops as one big matrix product; the Ops receive the projected inputs
@@ -29,6 +28,21 @@ gates; the public functions hide it. Only first derivatives are available.
 Both ``float32`` and ``float64`` are supported (all inputs are cast to the
 dtype of ``xproj``). Each Op has a C implementation (used in PyTensor's C
 modes such as ``'CVM'``) and a NumPy ``perform`` used elsewhere.
+
+Implementation notes. There are two C implementations of every loop:
+
+- float32 on CPUs with AVX-512 (when PyTensor's compiler flags enable it):
+  the recurrent weights are packed once per call and multiplied with
+  register-tiled AVX-512 code, and the time loop is shared by a few threads,
+  each owning a range of units (so one or two barriers per step); weight
+  gradients accumulate inside the backward loop. On this kind of CPU the
+  OpenBLAS wheel may select older AVX2 kernels, and this path is about twice
+  as fast per product. Threads: ``THEANETS_NUM_THREADS``, else
+  ``OMP_NUM_THREADS``, else the usable CPUs; small problems use one. When a
+  thread loses its CPU for long (a busy machine), the call finishes on one
+  thread.
+- otherwise (float64, other CPUs, or ``THEANETS_FUSED_FAST=0``): BLAS
+  (``sgemm``/``dgemm``) once or twice per step, elementwise work in C.
 """
 
 import re
@@ -61,7 +75,7 @@ _ACTIVATIONS = {
     'sigmoid': ('logistic', 3),
 }
 
-_C_VERSION = 8
+_C_VERSION = 18
 
 
 def supports_activation(name):
@@ -126,6 +140,7 @@ _SUPPORT_CODE = r"""
 #include <string.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #ifndef THN_REC_SUPPORT
 #define THN_REC_SUPPORT
@@ -291,15 +306,170 @@ static int thn_rec_check(PyArrayObject* a, int nd, const npy_intp* dims, const c
 #define THN_S1(a) (PyArray_STRIDES(a)[1] / (npy_intp)PyArray_ITEMSIZE(a))
 
 /* =========================================================================
-   LSTM
+   Per-row cell computations over the units [j0, j1). Shared by the generic
+   kernels (j0 = 0, j1 = n) and by the threaded float32 kernels.
    ========================================================================= */
 
-/* cache[t] holds the gate activations [i, f, u = tanh(cell input), o]. */
+/* LSTM forward: g holds the row's 4n gate pre-activations on entry and the
+   activations [i, f, u = tanh(cell input), o] on exit. */
+template <typename T>
+THN_INLINE void thn_lstm_row_fwd(int n, int j0, int j1, T* g, const T* cpb,
+                                 const T* ci, const T* cf, const T* co, T* cb, T* hb) {
+    T* gi = g;
+    T* gf = g + n;
+    T* gu = g + 2 * n;
+    T* go = g + 3 * n;
+#pragma GCC ivdep
+    for (int j = j0; j < j1; ++j) {
+        T cprev = cpb[j];
+        T i = thn_rec_sigmoid(gi[j] + cprev * ci[j]);
+        T f = thn_rec_sigmoid(gf[j] + cprev * cf[j]);
+        T u = thn_rec_tanh(gu[j]);
+        T cc = f * cprev + i * u;
+        T o = thn_rec_sigmoid(go[j] + cc * co[j]);
+        cb[j] = cc;
+        hb[j] = o * thn_rec_tanh(cc);
+        gi[j] = i; gf[j] = f; gu[j] = u; go[j] = o;
+    }
+}
+
+/* LSTM backward for one row: dhr / dcr are the running gradients of h and c
+   (updated to the previous step), d receives the 4n gate gradients. */
+template <typename T>
+THN_INLINE void thn_lstm_row_bwd(int n, int j0, int j1, const T* g, const T* cpb, const T* cb,
+                                 const T* ci, const T* cf, const T* co,
+                                 const T* dhob, const T* dcob, T* dhr, T* dcr, T* d,
+                                 T* dci, T* dcf, T* dco_w) {
+    const T* gi = g;
+    const T* gf = g + n;
+    const T* gu = g + 2 * n;
+    const T* go = g + 3 * n;
+    T* di = d;
+    T* df = d + n;
+    T* du = d + 2 * n;
+    T* dout = d + 3 * n;
+    if (dhob)
+        for (int j = j0; j < j1; ++j) dhr[j] += dhob[j];
+    if (dcob)
+        for (int j = j0; j < j1; ++j) dcr[j] += dcob[j];
+#pragma GCC ivdep
+    for (int j = j0; j < j1; ++j) {
+        T dh = dhr[j];
+        T cc = cb[j], cprev = cpb[j];
+        T i = gi[j], f = gf[j], u = gu[j], o = go[j];
+        T tc = thn_rec_tanh(cc);
+        T dgo = dh * tc * o * ((T)1 - o);
+        T dc = dcr[j] + dh * o * ((T)1 - tc * tc) + dgo * co[j];
+        T dgi = dc * u * i * ((T)1 - i);
+        T dgf = dc * cprev * f * ((T)1 - f);
+        T dgu = dc * i * ((T)1 - u * u);
+        dcr[j] = dc * f + dgi * ci[j] + dgf * cf[j];
+        dci[j] += dgi * cprev;
+        dcf[j] += dgf * cprev;
+        dco_w[j] += dgo * cc;
+        di[j] = dgi; df[j] = dgf; du[j] = dgu; dout[j] = dgo;
+    }
+}
+
+/* GRU forward, gates: tr / tz = h_{t-1} . hr / hz for the row */
+template <typename T>
+THN_INLINE void thn_gru_row_gates(int n, int j0, int j1, const T* xb, const T* tr, const T* tz,
+                                  const T* hpb, T* rb, T* rhb, T* zb, T* pb) {
+    const T* xr = xb + n;
+    const T* xz = xb + 2 * n;
+#pragma GCC ivdep
+    for (int j = j0; j < j1; ++j) {
+        T r = thn_rec_sigmoid(xr[j] + tr[j]);
+        rb[j] = r;
+        rhb[j] = r * hpb[j];
+        zb[j] = thn_rec_sigmoid(xz[j] + tz[j]);
+        pb[j] = xb[j];
+    }
+}
+
+/* GRU forward, state update from pre */
+template <int ACT, typename T>
+THN_INLINE void thn_gru_row_state(int j0, int j1, const T* pb, const T* zb, const T* hpb,
+                                  T* ab, T* hb) {
+#pragma GCC ivdep
+    for (int j = j0; j < j1; ++j) {
+        T a = thn_rec_act<ACT>(pb[j]);
+        ab[j] = a;
+        hb[j] = ((T)1 - zb[j]) * hpb[j] + zb[j] * a;
+    }
+}
+
+/* GRU backward, first part: dc is the running gradient of h (set to its
+   direct part for the previous step); writes dpre (dp) and drate-gate (dz). */
+template <int ACT, typename T>
+THN_INLINE void thn_gru_row_bwd1(int j0, int j1, T* dc, const T* ghb, const T* gpb,
+                                 const T* gab, const T* gzb, const T* zb, const T* ab,
+                                 const T* pb, const T* hpb, T* dp, T* dz) {
+    if (ghb)
+        for (int j = j0; j < j1; ++j) dc[j] += ghb[j];
+#pragma GCC ivdep
+    for (int j = j0; j < j1; ++j) {
+        T dh = dc[j], z = zb[j], a = ab[j];
+        dz[j] = dh * (a - hpb[j]);
+        dp[j] = dh * z;
+        dc[j] = dh * ((T)1 - z);
+    }
+    if (gzb)
+        for (int j = j0; j < j1; ++j) dz[j] += gzb[j];
+    if (gab)
+        for (int j = j0; j < j1; ++j) dp[j] += gab[j];
+#pragma GCC ivdep
+    for (int j = j0; j < j1; ++j) {
+        T z = zb[j];
+        dz[j] = dz[j] * z * ((T)1 - z);
+        dp[j] = dp[j] * thn_rec_dact<ACT>(pb[j], ab[j]);
+    }
+    if (gpb)
+        for (int j = j0; j < j1; ++j) dp[j] += gpb[j];
+}
+
+/* GRU backward, second part: drb = d(r * h_{t-1}) for the row */
+template <typename T>
+THN_INLINE void thn_gru_row_bwd2(int j0, int j1, const T* drb, const T* hpb, const T* rb,
+                                 T* dr, T* dc) {
+#pragma GCC ivdep
+    for (int j = j0; j < j1; ++j) {
+        T r = rb[j];
+        dr[j] = drb[j] * hpb[j] * r * ((T)1 - r);
+        dc[j] += drb[j] * r;
+    }
+}
+
+template <int ACT, typename T>
+THN_INLINE void thn_rnn_row_fwd(int j0, int j1, const T* pb, T* hb) {
+#pragma GCC ivdep
+    for (int j = j0; j < j1; ++j) hb[j] = thn_rec_act<ACT>(pb[j]);
+}
+
+template <int ACT, typename T>
+THN_INLINE void thn_rnn_row_bwd(int j0, int j1, T* dc, const T* ghb, const T* gpb,
+                                const T* pb, const T* hb, T* db) {
+    if (ghb)
+        for (int j = j0; j < j1; ++j) dc[j] += ghb[j];
+#pragma GCC ivdep
+    for (int j = j0; j < j1; ++j) db[j] = dc[j] * thn_rec_dact<ACT>(pb[j], hb[j]);
+    if (gpb)
+        for (int j = j0; j < j1; ++j) db[j] += gpb[j];
+}
+
+/* =========================================================================
+   Generic kernels (any float type): BLAS for every product.
+   Conventions: sequences are (T, B, k) C-contiguous except the projected
+   inputs xp and the output gradients g*, whose rows are at strides
+   (s0, s1) elements with a contiguous last axis; a NULL output gradient
+   means "no gradient". Return 0, or -1 when out of memory.
+   ========================================================================= */
+
 template <typename T>
 static THN_HOT int thn_lstm_fwd(int nT, int B, int n,
-                         const T* xp, npy_intp xs0, npy_intp xs1,
-                         const T* hh, const T* ci, const T* cf, const T* co,
-                         const T* h0, const T* c0, T* h, T* c, T* cache) {
+                                const T* xp, npy_intp xs0, npy_intp xs1,
+                                const T* hh, const T* ci, const T* cf, const T* co,
+                                const T* h0, const T* c0, T* h, T* c, T* cache) {
     const int G = 4 * n;
     const size_t Bn = (size_t)B * n, BG = (size_t)B * G;
     for (int t = 0; t < nT; ++t) {
@@ -309,40 +479,21 @@ static THN_HOT int thn_lstm_fwd(int nT, int B, int n,
         for (int b = 0; b < B; ++b)
             memcpy(g + (size_t)b * G, xp + t * xs0 + b * xs1, G * sizeof(T));
         thn_rec_gemm<T>(false, false, B, G, n, 1, hp, n, hh, G, 1, g, G);
-        for (int b = 0; b < B; ++b) {
-            T* gi = g + (size_t)b * G;
-            T* gf = gi + n;
-            T* gu = gi + 2 * n;
-            T* go = gi + 3 * n;
-            const T* cpb = cp + (size_t)b * n;
-            T* cb = c + t * Bn + (size_t)b * n;
-            T* hb = h + t * Bn + (size_t)b * n;
-#pragma GCC ivdep
-            for (int j = 0; j < n; ++j) {
-                T cprev = cpb[j];
-                T i = thn_rec_sigmoid(gi[j] + cprev * ci[j]);
-                T f = thn_rec_sigmoid(gf[j] + cprev * cf[j]);
-                T u = thn_rec_tanh(gu[j]);
-                T cc = f * cprev + i * u;
-                T o = thn_rec_sigmoid(go[j] + cc * co[j]);
-                cb[j] = cc;
-                hb[j] = o * thn_rec_tanh(cc);
-                gi[j] = i; gf[j] = f; gu[j] = u; go[j] = o;
-            }
-        }
+        for (int b = 0; b < B; ++b)
+            thn_lstm_row_fwd<T>(n, 0, n, g + (size_t)b * G, cp + (size_t)b * n, ci, cf, co,
+                                c + t * Bn + (size_t)b * n, h + t * Bn + (size_t)b * n);
     }
     return 0;
 }
 
-/* dho / dco: gradients arriving at the h and c outputs (NULL when absent).
-   dh0 and dc0 double as the running recurrent gradients. */
+/* dh0 and dc0 double as the running recurrent gradients. */
 template <typename T>
 static THN_HOT int thn_lstm_bwd(int nT, int B, int n,
-                         const T* hh, const T* ci, const T* cf, const T* co,
-                         const T* h0, const T* c0, const T* h, const T* c, const T* cache,
-                         const T* dho, npy_intp hs0, npy_intp hs1,
-                         const T* dco, npy_intp cs0, npy_intp cs1,
-                         T* dx, T* dhh, T* dci, T* dcf, T* dco_w, T* dh0, T* dc0) {
+                                const T* hh, const T* ci, const T* cf, const T* co,
+                                const T* h0, const T* c0, const T* h, const T* c, const T* cache,
+                                const T* dho, npy_intp hs0, npy_intp hs1,
+                                const T* dco, npy_intp cs0, npy_intp cs1,
+                                T* dx, T* dhh, T* dci, T* dcf, T* dco_w, T* dh0, T* dc0) {
     const int G = 4 * n;
     const size_t Bn = (size_t)B * n, BG = (size_t)B * G;
     /* hh^T (4n x n): the per-step product dgates . hh^T runs faster on it */
@@ -356,45 +507,14 @@ static THN_HOT int thn_lstm_bwd(int nT, int B, int n,
     memset(dco_w, 0, n * sizeof(T));
     for (int t = nT - 1; t >= 0; --t) {
         const T* cp = t ? c + (t - 1) * Bn : c0;
-        const T* g = cache + t * BG;
         T* d = dx + t * BG;
-        for (int b = 0; b < B; ++b) {
-            const T* gi = g + (size_t)b * G;
-            const T* gf = gi + n;
-            const T* gu = gi + 2 * n;
-            const T* go = gi + 3 * n;
-            T* di = d + (size_t)b * G;
-            T* df = di + n;
-            T* du = di + 2 * n;
-            T* dout = di + 3 * n;
-            const T* cpb = cp + (size_t)b * n;
-            const T* cb = c + t * Bn + (size_t)b * n;
-            T* dhr = dh0 + (size_t)b * n;
-            T* dcr = dc0 + (size_t)b * n;
-            const T* dhob = dho ? dho + t * hs0 + b * hs1 : NULL;
-            const T* dcob = dco ? dco + t * cs0 + b * cs1 : NULL;
-            if (dhob)
-                for (int j = 0; j < n; ++j) dhr[j] += dhob[j];
-            if (dcob)
-                for (int j = 0; j < n; ++j) dcr[j] += dcob[j];
-#pragma GCC ivdep
-            for (int j = 0; j < n; ++j) {
-                T dh = dhr[j];
-                T cc = cb[j], cprev = cpb[j];
-                T i = gi[j], f = gf[j], u = gu[j], o = go[j];
-                T tc = thn_rec_tanh(cc);
-                T dgo = dh * tc * o * ((T)1 - o);
-                T dc = dcr[j] + dh * o * ((T)1 - tc * tc) + dgo * co[j];
-                T dgi = dc * u * i * ((T)1 - i);
-                T dgf = dc * cprev * f * ((T)1 - f);
-                T dgu = dc * i * ((T)1 - u * u);
-                dcr[j] = dc * f + dgi * ci[j] + dgf * cf[j];
-                dci[j] += dgi * cprev;
-                dcf[j] += dgf * cprev;
-                dco_w[j] += dgo * cc;
-                di[j] = dgi; df[j] = dgf; du[j] = dgu; dout[j] = dgo;
-            }
-        }
+        for (int b = 0; b < B; ++b)
+            thn_lstm_row_bwd<T>(n, 0, n, cache + t * BG + (size_t)b * G, cp + (size_t)b * n,
+                                c + t * Bn + (size_t)b * n, ci, cf, co,
+                                dho ? dho + t * hs0 + b * hs1 : NULL,
+                                dco ? dco + t * cs0 + b * cs1 : NULL,
+                                dh0 + (size_t)b * n, dc0 + (size_t)b * n, d + (size_t)b * G,
+                                dci, dcf, dco_w);
         thn_rec_gemm<T>(false, false, B, n, G, 1, d, G, hhT, n, 0, dh0, n);
     }
     /* dhh = sum_t h_{t-1}^T dgates_t */
@@ -405,15 +525,12 @@ static THN_HOT int thn_lstm_bwd(int nT, int B, int n,
     return 0;
 }
 
-/* =========================================================================
-   GRU  (xproj blocks [candidate, reset, rate]; cache[t] = [r, r * h_{t-1}])
-   ========================================================================= */
-
+/* GRU: xproj blocks [candidate, reset, rate]; cache[t] = [r, r * h_{t-1}] */
 template <int ACT, typename T>
 static THN_HOT int thn_gru_fwd(int nT, int B, int n,
-                        const T* xp, npy_intp xs0, npy_intp xs1,
-                        const T* hh, const T* hr, const T* hz, const T* h0,
-                        T* h, T* pre, T* hid, T* rate, T* cache) {
+                               const T* xp, npy_intp xs0, npy_intp xs1,
+                               const T* hh, const T* hr, const T* hz, const T* h0,
+                               T* h, T* pre, T* hid, T* rate, T* cache) {
     const size_t Bn = (size_t)B * n;
     /* scratch: w2 = [hr | hz] (n x 2n), tmp = h_{t-1} . w2 (B x 2n) */
     T* w2 = (T*)malloc(sizeof(T) * (2 * (size_t)n * n + 2 * Bn + 1));
@@ -426,59 +543,37 @@ static THN_HOT int thn_gru_fwd(int nT, int B, int n,
     for (int t = 0; t < nT; ++t) {
         const T* hp = t ? h + (t - 1) * Bn : h0;
         T* ct = cache + 2 * t * Bn;
-        T* pt_ = pre + t * Bn;
+        const size_t o = t * Bn;
         thn_rec_gemm<T>(false, false, B, 2 * n, n, 1, hp, n, w2, 2 * n, 0, tmp, 2 * n);
         for (int b = 0; b < B; ++b) {
-            const T* xb = xp + t * xs0 + b * xs1;
-            const T* xr = xb + n;
-            const T* xz = xb + 2 * n;
-            const T* tr = tmp + (size_t)b * 2 * n;
-            const T* tz = tr + n;
-            const T* hpb = hp + (size_t)b * n;
-            T* rb = ct + (size_t)b * 2 * n;
-            T* rhb = rb + n;
-            T* zb = rate + t * Bn + (size_t)b * n;
-            T* pb = pt_ + (size_t)b * n;
-#pragma GCC ivdep
-            for (int j = 0; j < n; ++j) {
-                T r = thn_rec_sigmoid(xr[j] + tr[j]);
-                rb[j] = r;
-                rhb[j] = r * hpb[j];
-                zb[j] = thn_rec_sigmoid(xz[j] + tz[j]);
-                pb[j] = xb[j];
-            }
+            const size_t ob = (size_t)b * n;
+            thn_gru_row_gates<T>(n, 0, n, xp + t * xs0 + b * xs1, tmp + 2 * ob, tmp + 2 * ob + n,
+                                 hp + ob, ct + 2 * ob, ct + 2 * ob + n, rate + o + ob,
+                                 pre + o + ob);
         }
-        thn_rec_gemm<T>(false, false, B, n, n, 1, ct + n, 2 * n, hh, n, 1, pt_, n);
+        thn_rec_gemm<T>(false, false, B, n, n, 1, ct + n, 2 * n, hh, n, 1, pre + o, n);
         for (int b = 0; b < B; ++b) {
-            const size_t o = t * Bn + (size_t)b * n;
-            const T* hpb = hp + (size_t)b * n;
-            const T* pb = pre + o;
-            const T* zb = rate + o;
-            T* ab = hid + o;
-            T* hb = h + o;
-#pragma GCC ivdep
-            for (int j = 0; j < n; ++j) {
-                T a = thn_rec_act<ACT>(pb[j]);
-                ab[j] = a;
-                hb[j] = ((T)1 - zb[j]) * hpb[j] + zb[j] * a;
-            }
+            const size_t ob = (size_t)b * n;
+            thn_gru_row_state<ACT, T>(0, n, pre + o + ob, rate + o + ob, hp + ob,
+                                      hid + o + ob, h + o + ob);
         }
     }
     free(w2);
     return 0;
 }
 
-/* gradients arriving at outputs h, pre, hid, rate: g_* (NULL when absent);
+/* gradients arriving at outputs h, pre, hid, rate: g* (NULL when absent);
    dh0 doubles as the running recurrent gradient. */
 template <int ACT, typename T>
 static THN_HOT int thn_gru_bwd(int nT, int B, int n,
-                        const T* hh, const T* hr, const T* hz, const T* h0,
-                        const T* h, const T* pre, const T* hid, const T* rate, const T* cache,
-                        const T* gh, npy_intp gh0, npy_intp gh1,
-                        const T* gp, npy_intp gp0, npy_intp gp1,
-                        const T* ga, npy_intp ga0, npy_intp ga1,
-                        const T* gz, npy_intp gz0, npy_intp gz1,
-                        T* dx, T* dhh, T* dhr, T* dhz, T* dh0) {
+                               const T* hh, const T* hr, const T* hz, const T* h0,
+                               const T* h, const T* pre, const T* hid, const T* rate,
+                               const T* cache,
+                               const T* gh, npy_intp gh0, npy_intp gh1,
+                               const T* gp, npy_intp gp0, npy_intp gp1,
+                               const T* ga, npy_intp ga0, npy_intp ga1,
+                               const T* gz, npy_intp gz0, npy_intp gz1,
+                               T* dx, T* dhh, T* dhr, T* dhz, T* dh0) {
     const int G = 3 * n;
     const size_t Bn = (size_t)B * n, BG = (size_t)B * G, nn = (size_t)n * n;
     /* scratch: hh^T (n x n), [hr | hz]^T (2n x n), gradient of [hr | hz]
@@ -495,53 +590,23 @@ static THN_HOT int thn_gru_bwd(int nT, int B, int n,
     for (int t = nT - 1; t >= 0; --t) {
         const T* hp = t ? h + (t - 1) * Bn : h0;
         const T* ct = cache + 2 * t * Bn;
+        const size_t o = t * Bn;
         T* d = dx + t * BG;
         for (int b = 0; b < B; ++b) {
-            const size_t o = t * Bn + (size_t)b * n;
-            const T* hpb = hp + (size_t)b * n;
-            const T* zb = rate + o;
-            const T* ab = hid + o;
-            const T* pb = pre + o;
-            T* dc = dh0 + (size_t)b * n;
-            T* dp = d + (size_t)b * G;
-            T* dz = dp + 2 * n;
-            if (gh) { const T* s = gh + t * gh0 + b * gh1; for (int j = 0; j < n; ++j) dc[j] += s[j]; }
-            const T* gpb = gp ? gp + t * gp0 + b * gp1 : NULL;
-            const T* gab = ga ? ga + t * ga0 + b * ga1 : NULL;
-            const T* gzb = gz ? gz + t * gz0 + b * gz1 : NULL;
-#pragma GCC ivdep
-            for (int j = 0; j < n; ++j) {
-                T dh = dc[j], z = zb[j], a = ab[j];
-                T dzz = dh * (a - hpb[j]);
-                T da = dh * z;
-                dz[j] = dzz;
-                dp[j] = da;
-                dc[j] = dh * ((T)1 - z);
-            }
-            if (gzb) for (int j = 0; j < n; ++j) dz[j] += gzb[j];
-            if (gab) for (int j = 0; j < n; ++j) dp[j] += gab[j];
-#pragma GCC ivdep
-            for (int j = 0; j < n; ++j) {
-                T z = zb[j];
-                dz[j] = dz[j] * z * ((T)1 - z);
-                dp[j] = dp[j] * thn_rec_dact<ACT>(pb[j], ab[j]);
-            }
-            if (gpb) for (int j = 0; j < n; ++j) dp[j] += gpb[j];
+            const size_t ob = (size_t)b * n;
+            thn_gru_row_bwd1<ACT, T>(0, n, dh0 + ob, gh ? gh + t * gh0 + b * gh1 : NULL,
+                                     gp ? gp + t * gp0 + b * gp1 : NULL,
+                                     ga ? ga + t * ga0 + b * ga1 : NULL,
+                                     gz ? gz + t * gz0 + b * gz1 : NULL,
+                                     rate + o + ob, hid + o + ob, pre + o + ob, hp + ob,
+                                     d + (size_t)b * G, d + (size_t)b * G + 2 * n);
         }
         /* d(r * h_{t-1}) = dpre . hh^T */
         thn_rec_gemm<T>(false, false, B, n, n, 1, d, G, hhT, n, 0, drh, n);
         for (int b = 0; b < B; ++b) {
-            const T* hpb = hp + (size_t)b * n;
-            const T* rb = ct + (size_t)b * 2 * n;
-            const T* drb = drh + (size_t)b * n;
-            T* dc = dh0 + (size_t)b * n;
-            T* dr = d + (size_t)b * G + n;
-#pragma GCC ivdep
-            for (int j = 0; j < n; ++j) {
-                T r = rb[j];
-                dr[j] = drb[j] * hpb[j] * r * ((T)1 - r);
-                dc[j] += drb[j] * r;
-            }
+            const size_t ob = (size_t)b * n;
+            thn_gru_row_bwd2<T>(0, n, drh + ob, hp + ob, ct + 2 * ob, d + (size_t)b * G + n,
+                                dh0 + ob);
         }
         /* dh_{t-1} += [dr | dz] . [hr | hz]^T */
         thn_rec_gemm<T>(false, false, B, n, 2 * n, 1, d + n, G, w2T, n, 1, dh0, n);
@@ -551,7 +616,8 @@ static THN_HOT int thn_gru_bwd(int nT, int B, int n,
     /* [dhr | dhz] = sum_t h_{t-1}^T [dr_t | dz_t] */
     thn_rec_gemm<T>(true, false, n, 2 * n, B, 1, h0, n, dx + n, G, 0, dw2, 2 * n);
     if (nT > 1)
-        thn_rec_gemm<T>(true, false, n, 2 * n, (nT - 1) * B, 1, h, n, dx + BG + n, G, 1, dw2, 2 * n);
+        thn_rec_gemm<T>(true, false, n, 2 * n, (nT - 1) * B, 1, h, n, dx + BG + n, G, 1,
+                        dw2, 2 * n);
     for (int i = 0; i < n; ++i) {
         memcpy(dhr + (size_t)i * n, dw2 + (size_t)i * 2 * n, n * sizeof(T));
         memcpy(dhz + (size_t)i * n, dw2 + (size_t)i * 2 * n + n, n * sizeof(T));
@@ -560,14 +626,10 @@ static THN_HOT int thn_gru_bwd(int nT, int B, int n,
     return 0;
 }
 
-/* =========================================================================
-   RNN
-   ========================================================================= */
-
 template <int ACT, typename T>
 static THN_HOT int thn_rnn_fwd(int nT, int B, int n,
-                        const T* xp, npy_intp xs0, npy_intp xs1,
-                        const T* hh, const T* h0, T* h, T* pre) {
+                               const T* xp, npy_intp xs0, npy_intp xs1,
+                               const T* hh, const T* h0, T* h, T* pre) {
     const size_t Bn = (size_t)B * n;
     for (int t = 0; t < nT; ++t) {
         const T* hp = t ? h + (t - 1) * Bn : h0;
@@ -575,19 +637,17 @@ static THN_HOT int thn_rnn_fwd(int nT, int B, int n,
         for (int b = 0; b < B; ++b)
             memcpy(pt_ + (size_t)b * n, xp + t * xs0 + b * xs1, n * sizeof(T));
         thn_rec_gemm<T>(false, false, B, n, n, 1, hp, n, hh, n, 1, pt_, n);
-        T* ht = h + t * Bn;
-#pragma GCC ivdep
-        for (size_t k = 0; k < Bn; ++k) ht[k] = thn_rec_act<ACT>(pt_[k]);
+        thn_rnn_row_fwd<ACT, T>(0, (int)Bn, pt_, h + t * Bn);
     }
     return 0;
 }
 
 template <int ACT, typename T>
 static THN_HOT int thn_rnn_bwd(int nT, int B, int n,
-                        const T* hh, const T* h0, const T* h, const T* pre,
-                        const T* gh, npy_intp gh0, npy_intp gh1,
-                        const T* gp, npy_intp gp0, npy_intp gp1,
-                        T* dx, T* dhh, T* dh0) {
+                               const T* hh, const T* h0, const T* h, const T* pre,
+                               const T* gh, npy_intp gh0, npy_intp gh1,
+                               const T* gp, npy_intp gp0, npy_intp gp1,
+                               T* dx, T* dhh, T* dh0) {
     const size_t Bn = (size_t)B * n;
     T* hhT = (T*)malloc(sizeof(T) * ((size_t)n * n + 1));
     if (!hhT) return -1;
@@ -596,15 +656,10 @@ static THN_HOT int thn_rnn_bwd(int nT, int B, int n,
     for (int t = nT - 1; t >= 0; --t) {
         T* d = dx + t * Bn;
         for (int b = 0; b < B; ++b) {
-            const size_t o = t * Bn + (size_t)b * n;
-            T* dc = dh0 + (size_t)b * n;
-            T* db = d + (size_t)b * n;
-            const T* pb = pre + o;
-            const T* hb = h + o;
-            if (gh) { const T* s = gh + t * gh0 + b * gh1; for (int j = 0; j < n; ++j) dc[j] += s[j]; }
-#pragma GCC ivdep
-            for (int j = 0; j < n; ++j) db[j] = dc[j] * thn_rec_dact<ACT>(pb[j], hb[j]);
-            if (gp) { const T* s = gp + t * gp0 + b * gp1; for (int j = 0; j < n; ++j) db[j] += s[j]; }
+            const size_t ob = (size_t)b * n;
+            thn_rnn_row_bwd<ACT, T>(0, n, dh0 + ob, gh ? gh + t * gh0 + b * gh1 : NULL,
+                                    gp ? gp + t * gp0 + b * gp1 : NULL,
+                                    pre + t * Bn + ob, h + t * Bn + ob, d + ob);
         }
         thn_rec_gemm<T>(false, false, B, n, n, 1, d, n, hhT, n, 0, dh0, n);
     }
@@ -613,6 +668,727 @@ static THN_HOT int thn_rnn_bwd(int nT, int B, int n,
         thn_rec_gemm<T>(true, false, n, n, (nT - 1) * B, 1, h, n, dx + Bn, n, 1, dhh, n);
     free(hhT);
     return 0;
+}
+
+/* =========================================================================
+   Fast float32 kernels: AVX-512 register-tile products, weights packed once
+   per call, and a time loop shared by a few threads that each own a range of
+   units (and so the matching columns of every gate block). One or two
+   barriers per step; weight gradients accumulate inside the loop.
+   ========================================================================= */
+
+#if defined(__AVX512F__) && !defined(THN_NO_FAST)
+#define THN_FAST 1
+#include <immintrin.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+/* run-time switch: THEANETS_FUSED_FAST=0 selects the generic kernels */
+static int thn_fast_enabled(void) {
+    const char* v = getenv("THEANETS_FUSED_FAST");
+    return !(v && v[0] == '0');
+}
+
+/* ---- a small thread pool ------------------------------------------------
+   Own threads rather than OpenMP: an idle OpenMP worker keeps spinning for
+   milliseconds after a parallel region, competing with the BLAS threads of
+   the Ops that follow. Ours spin briefly, then sleep. Thread count:
+   THEANETS_NUM_THREADS, else OMP_NUM_THREADS, else the usable CPUs. */
+
+#define THN_MAX_THREADS 64
+#define THN_IDLE_SPINS 2000       /* spins (pause) before an idle worker sleeps */
+#define THN_WAIT_SPINS 4000       /* spins before a waiting thread yields its CPU */
+
+typedef void (*thn_task_fn)(void* ctx, int tid, int nt);
+
+struct thn_pool_t {
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    pid_t pid;
+    int nworkers;
+    volatile int generation;
+    volatile int sleeping;
+    volatile int finished;
+    volatile int busy;
+    thn_task_fn fn;
+    void* ctx;
+    int nt;
+};
+static thn_pool_t thn_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+                              0, 0, 0, 0, 0, 0, NULL, NULL, 0};
+
+/* a worker starts from the job generation current when it was created, so
+   that it takes the job posted right after its creation */
+struct thn_worker_arg {
+    int tid;
+    int generation;
+};
+
+static void* thn_worker(void* arg) {
+    const int tid = ((thn_worker_arg*)arg)->tid;
+    int seen = ((thn_worker_arg*)arg)->generation;
+    free(arg);
+    for (;;) {
+        int spins = 0;
+        while (__atomic_load_n(&thn_pool.generation, __ATOMIC_ACQUIRE) == seen) {
+            _mm_pause();
+            if (++spins >= THN_IDLE_SPINS) {
+                pthread_mutex_lock(&thn_pool.mutex);
+                thn_pool.sleeping++;
+                while (__atomic_load_n(&thn_pool.generation, __ATOMIC_ACQUIRE) == seen)
+                    pthread_cond_wait(&thn_pool.wake, &thn_pool.mutex);
+                thn_pool.sleeping--;
+                pthread_mutex_unlock(&thn_pool.mutex);
+                break;
+            }
+        }
+        seen = __atomic_load_n(&thn_pool.generation, __ATOMIC_ACQUIRE);
+        if (tid < thn_pool.nt) thn_pool.fn(thn_pool.ctx, tid, thn_pool.nt);
+        __atomic_add_fetch(&thn_pool.finished, 1, __ATOMIC_ACQ_REL);
+    }
+    return NULL;
+}
+
+static int thn_env_int(const char* name) {
+    const char* v = getenv(name);
+    return v && *v ? atoi(v) : 0;
+}
+
+static int thn_max_threads(void) {
+    int t = thn_env_int("THEANETS_NUM_THREADS");
+    if (t <= 0) t = thn_env_int("OMP_NUM_THREADS");
+    if (t <= 0) {
+        cpu_set_t set;
+        t = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
+                                                         : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    }
+    return t < 1 ? 1 : (t > THN_MAX_THREADS ? THN_MAX_THREADS : t);
+}
+
+/* threads for a loop over n units (32-unit panels) doing this much work per step */
+static int thn_threads(int n, double flops_per_step) {
+    const int panels = (n + 31) / 32;
+    int t = flops_per_step < 2e5 ? 1 : thn_max_threads();
+    return t < panels ? t : (panels < 1 ? 1 : panels);
+}
+
+/* Run fn(ctx, tid, nt) for tid = 0 .. nt-1, tid 0 on the calling thread. */
+static void thn_run(int nt, thn_task_fn fn, void* ctx) {
+    if (nt > 1 && __atomic_exchange_n(&thn_pool.busy, 1, __ATOMIC_ACQ_REL))
+        nt = 1;  /* pool in use by another caller: run alone */
+    if (nt <= 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    if (thn_pool.pid != getpid()) {  /* first use, or a forked child: no workers */
+        thn_pool.pid = getpid();
+        thn_pool.nworkers = 0;
+        thn_pool.sleeping = 0;
+        pthread_mutex_init(&thn_pool.mutex, NULL);
+        pthread_cond_init(&thn_pool.wake, NULL);
+    }
+    while (thn_pool.nworkers < nt - 1) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        thn_worker_arg* arg = (thn_worker_arg*)malloc(sizeof(thn_worker_arg));
+        if (!arg) break;
+        arg->tid = thn_pool.nworkers + 1;
+        arg->generation = __atomic_load_n(&thn_pool.generation, __ATOMIC_ACQUIRE);
+        const int failed = pthread_create(&thread, &attr, thn_worker, arg);
+        pthread_attr_destroy(&attr);
+        if (failed) {
+            free(arg);
+            break;
+        }
+        thn_pool.nworkers++;
+    }
+    if (nt > thn_pool.nworkers + 1) nt = thn_pool.nworkers + 1;
+    thn_pool.fn = fn;
+    thn_pool.ctx = ctx;
+    thn_pool.nt = nt;
+    __atomic_store_n(&thn_pool.finished, 0, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&thn_pool.mutex);
+    __atomic_add_fetch(&thn_pool.generation, 1, __ATOMIC_ACQ_REL);
+    if (thn_pool.sleeping) pthread_cond_broadcast(&thn_pool.wake);
+    pthread_mutex_unlock(&thn_pool.mutex);
+    fn(ctx, 0, nt);
+    int spins = 0;
+    while (__atomic_load_n(&thn_pool.finished, __ATOMIC_ACQUIRE) < thn_pool.nworkers) {
+        _mm_pause();
+        if (++spins >= THN_WAIT_SPINS) { sched_yield(); spins = 0; }
+    }
+    __atomic_store_n(&thn_pool.busy, 0, __ATOMIC_RELEASE);
+}
+
+template <typename F>
+static void thn_trampoline(void* ctx, int tid, int nt) { (*(F*)ctx)(tid, nt); }
+
+/* run the lambda body(tid, nt) on nt threads */
+template <typename F>
+static void thn_parallel(int nt, F& body) { thn_run(nt, &thn_trampoline<F>, (void*)&body); }
+
+/* this thread's units [j0, j1): whole 32-unit panels */
+static void thn_unit_range(int n, int tid, int nt, int* j0, int* j1) {
+    const long panels = (n + 31) / 32;
+    const int p0 = (int)(panels * tid / nt), p1 = (int)(panels * (tid + 1) / nt);
+    *j0 = 32 * p0;
+    *j1 = 32 * p1 < n ? 32 * p1 : n;
+}
+
+/* Barrier between the threads of a time loop. It spins, yielding the CPU
+   now and then. On a busy machine a thread may lose its CPU for a scheduler
+   time slice, and then every barrier waits that long: a thread that waited
+   more than THN_SOLO_CYCLES asks to finish the loop alone, and at the next
+   barrier every thread learns the decision (thn_barrier_wait returns 1). */
+#define THN_SOLO_CYCLES 3000000ULL
+struct thn_barrier {
+    volatile int count;
+    volatile int generation;
+    volatile int want_solo;
+    volatile int solo;
+    unsigned long long solo_cycles;
+};
+
+/* THEANETS_FUSED_SOLO_CYCLES overrides the threshold (for tests) */
+static void thn_barrier_init(thn_barrier* bar) {
+    memset(bar, 0, sizeof *bar);
+    const char* v = getenv("THEANETS_FUSED_SOLO_CYCLES");
+    bar->solo_cycles = v && *v ? strtoull(v, NULL, 10) : THN_SOLO_CYCLES;
+}
+
+static inline int thn_barrier_wait(thn_barrier* bar, int nthreads) {
+    if (nthreads <= 1) return 0;
+    const int gen = __atomic_load_n(&bar->generation, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&bar->count, 1, __ATOMIC_ACQ_REL) == nthreads) {
+        __atomic_store_n(&bar->solo, __atomic_load_n(&bar->want_solo, __ATOMIC_ACQUIRE),
+                         __ATOMIC_RELAXED);
+        __atomic_store_n(&bar->count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&bar->generation, gen + 1, __ATOMIC_RELEASE);
+    } else {
+        const unsigned long long start = __rdtsc();
+        int spins = 0;
+        while (__atomic_load_n(&bar->generation, __ATOMIC_ACQUIRE) == gen) {
+            _mm_pause();
+            if (++spins >= THN_WAIT_SPINS) { sched_yield(); spins = 0; }
+        }
+        if (__rdtsc() - start > bar->solo_cycles)
+            __atomic_store_n(&bar->want_solo, 1, __ATOMIC_RELEASE);
+    }
+    return __atomic_load_n(&bar->solo, __ATOMIC_ACQUIRE);
+}
+
+/* After a barrier: when the loop goes solo, the other threads leave and
+   thread 0 takes every unit. */
+#define THN_BARRIER                                   \
+    if (thn_barrier_wait(&thn_bar, nt)) {             \
+        if (tid) return;                              \
+        nt = 1; j0 = 0; j1 = n; w = n;                \
+    }
+
+/* C[MR x nc] (+)= A B: A(r, k) = A[r * ars + k * aks], row k of B at
+   B + k * bks (32 wide, masked to nc = popcount(m0) + popcount(m1)). */
+template <int MR>
+THN_INLINE void thn_tile(int K, const float* A, npy_intp ars, npy_intp aks,
+                         const float* Bp, npy_intp bks, float* C, npy_intp ldc,
+                         __mmask16 m0, __mmask16 m1, bool beta) {
+    __m512 c0[MR], c1[MR];
+    for (int r = 0; r < MR; ++r) {
+        if (beta) {
+            c0[r] = _mm512_maskz_loadu_ps(m0, C + r * ldc);
+            c1[r] = _mm512_maskz_loadu_ps(m1, C + r * ldc + 16);
+        } else {
+            c0[r] = _mm512_setzero_ps();
+            c1[r] = _mm512_setzero_ps();
+        }
+    }
+    for (int k = 0; k < K; ++k) {
+        const float* b = Bp + k * bks;
+        const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
+        const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+        const float* a = A + k * aks;
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+            const __m512 av = _mm512_set1_ps(a[r * ars]);
+            c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+        }
+    }
+    for (int r = 0; r < MR; ++r) {
+        _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
+        _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
+    }
+}
+
+/* C[M x nc] (+)= A[M x K] B[K x nc], nc <= 32, layouts as in thn_tile */
+static void thn_mm(int M, int K, int nc, const float* A, npy_intp ars, npy_intp aks,
+                   const float* Bp, npy_intp bks, float* C, npy_intp ldc, bool beta) {
+    const __mmask16 m0 = nc >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nc) - 1);
+    const __mmask16 m1 = nc >= 32 ? (__mmask16)0xFFFF
+                       : nc > 16 ? (__mmask16)((1u << (nc - 16)) - 1) : (__mmask16)0;
+    int r = 0;
+    for (; r + 8 <= M; r += 8)
+        thn_tile<8>(K, A + r * ars, ars, aks, Bp, bks, C + r * ldc, ldc, m0, m1, beta);
+    const float* Ar = A + r * ars;
+    float* Cr = C + r * ldc;
+    switch (M - r) {
+    case 7: thn_tile<7>(K, Ar, ars, aks, Bp, bks, Cr, ldc, m0, m1, beta); break;
+    case 6: thn_tile<6>(K, Ar, ars, aks, Bp, bks, Cr, ldc, m0, m1, beta); break;
+    case 5: thn_tile<5>(K, Ar, ars, aks, Bp, bks, Cr, ldc, m0, m1, beta); break;
+    case 4: thn_tile<4>(K, Ar, ars, aks, Bp, bks, Cr, ldc, m0, m1, beta); break;
+    case 3: thn_tile<3>(K, Ar, ars, aks, Bp, bks, Cr, ldc, m0, m1, beta); break;
+    case 2: thn_tile<2>(K, Ar, ars, aks, Bp, bks, Cr, ldc, m0, m1, beta); break;
+    case 1: thn_tile<1>(K, Ar, ars, aks, Bp, bks, Cr, ldc, m0, m1, beta); break;
+    default: break;
+    }
+}
+
+/* A weight matrix (K x N) packed in panels of 32 columns that never straddle
+   a segment of S columns (the gate blocks): panel q of segment s holds
+   columns s * S + 32 q ... as K rows of 32 (zero-padded). */
+struct thn_pack {
+    float* p;
+    int K, S, nps;
+};
+
+/* W(k, c) = W[k * wk + c * wc] */
+static int thn_pack_init(thn_pack* pk, int K, int N, int S, const float* W,
+                         npy_intp wk, npy_intp wc) {
+    pk->K = K;
+    pk->S = S;
+    pk->nps = (S + 31) / 32;
+    const int nseg = S > 0 ? N / S : 0;
+    const size_t count = (size_t)nseg * pk->nps * K * 32;
+    void* mem = NULL;
+    if (posix_memalign(&mem, 64, sizeof(float) * count + 64)) return -1;
+    pk->p = (float*)mem;
+    for (int s = 0; s < nseg; ++s)
+        for (int q = 0; q < pk->nps; ++q) {
+            float* panel = pk->p + ((size_t)s * pk->nps + q) * K * 32;
+            for (int k = 0; k < K; ++k)
+                for (int jj = 0; jj < 32; ++jj) {
+                    const int col = 32 * q + jj;
+                    panel[(size_t)k * 32 + jj] =
+                        col < S ? W[k * wk + (npy_intp)(s * S + col) * wc] : 0.0f;
+                }
+        }
+    return 0;
+}
+
+/* C[:, c0:c1] (+)= A (M x K, row stride lda) . W[:, c0:c1]; c0 starts a panel
+   and [c0, c1) lies in one segment; C points at column 0. */
+static void thn_mul(const thn_pack* pk, int M, const float* A, npy_intp lda,
+                    float* C, npy_intp ldc, int c0, int c1, bool beta) {
+    for (int c = c0; c < c1; c += 32) {
+        const int s = c / pk->S, q = (c - s * pk->S) / 32;
+        const int nc = c1 - c < 32 ? c1 - c : 32;
+        thn_mm(M, pk->K, nc, A, lda, 1, pk->p + ((size_t)s * pk->nps + q) * pk->K * 32, 32,
+               C + c, ldc, beta);
+    }
+}
+
+/* weight gradient: C[:, c0:c1] += A^T . D[:, c0:c1] with A (K x M, row stride
+   lda) and D (K x ..., row stride ldd) */
+static void thn_acc(int M, int K, const float* A, npy_intp lda, const float* D, npy_intp ldd,
+                    float* C, npy_intp ldc, int c0, int c1) {
+    for (int c = c0; c < c1; c += 32) {
+        const int nc = c1 - c < 32 ? c1 - c : 32;
+        thn_mm(M, K, nc, A, 1, lda, D + c, ldd, C + c, ldc, true);
+    }
+}
+
+static THN_HOT int thn_lstm_fwd_fast(int nT, int B, int n,
+                                     const float* xp, npy_intp xs0, npy_intp xs1,
+                                     const float* hh, const float* ci, const float* cf,
+                                     const float* co, const float* h0, const float* c0,
+                                     float* h, float* c, float* cache) {
+    const int G = 4 * n;
+    const size_t Bn = (size_t)B * n, BG = (size_t)B * G;
+    thn_pack W;
+    if (thn_pack_init(&W, n, G, n, hh, G, 1)) return -1;
+    const int nth = thn_threads(n, 2.0 * B * n * G);
+    thn_barrier thn_bar;
+    thn_barrier_init(&thn_bar);
+    auto body = [&](int tid, int nt) {
+        int j0, j1;
+        thn_unit_range(n, tid, nt, &j0, &j1);
+        int w = j1 - j0;
+        for (int t = 0; t < nT; ++t) {
+            float* g = cache + t * BG;
+            const float* hp = t ? h + (t - 1) * Bn : h0;
+            const float* cp = t ? c + (t - 1) * Bn : c0;
+            if (w > 0) {
+                for (int b = 0; b < B; ++b)
+                    for (int k = 0; k < 4; ++k)
+                        memcpy(g + (size_t)b * G + k * n + j0,
+                               xp + t * xs0 + b * xs1 + k * n + j0, w * sizeof(float));
+                for (int k = 0; k < 4; ++k)
+                    thn_mul(&W, B, hp, n, g, G, k * n + j0, k * n + j1, true);
+                for (int b = 0; b < B; ++b)
+                    thn_lstm_row_fwd<float>(n, j0, j1, g + (size_t)b * G, cp + (size_t)b * n,
+                                            ci, cf, co, c + t * Bn + (size_t)b * n,
+                                            h + t * Bn + (size_t)b * n);
+            }
+            THN_BARRIER
+        }
+    };
+    thn_parallel(nth, body);
+    free(W.p);
+    return 0;
+}
+
+static THN_HOT int thn_lstm_bwd_fast(int nT, int B, int n,
+                                     const float* hh, const float* ci, const float* cf,
+                                     const float* co, const float* h0, const float* c0,
+                                     const float* h, const float* c, const float* cache,
+                                     const float* dho, npy_intp hs0, npy_intp hs1,
+                                     const float* dco, npy_intp cs0, npy_intp cs1,
+                                     float* dx, float* dhh, float* dci, float* dcf,
+                                     float* dco_w, float* dh0, float* dc0) {
+    const int G = 4 * n;
+    const size_t Bn = (size_t)B * n, BG = (size_t)B * G;
+    thn_pack WT;  /* hh^T: (4n x n) */
+    if (thn_pack_init(&WT, G, n, n, hh, 1, G)) return -1;
+    memset(dhh, 0, (size_t)n * G * sizeof(float));
+    memset(dh0, 0, Bn * sizeof(float));
+    memset(dc0, 0, Bn * sizeof(float));
+    memset(dci, 0, n * sizeof(float));
+    memset(dcf, 0, n * sizeof(float));
+    memset(dco_w, 0, n * sizeof(float));
+    const int nth = thn_threads(n, 2.0 * B * n * G);
+    thn_barrier thn_bar;
+    thn_barrier_init(&thn_bar);
+    auto body = [&](int tid, int nt) {
+        int j0, j1;
+        thn_unit_range(n, tid, nt, &j0, &j1);
+        int w = j1 - j0;
+        for (int t = nT - 1; t >= 0; --t) {
+            const float* cp = t ? c + (t - 1) * Bn : c0;
+            const float* hp = t ? h + (t - 1) * Bn : h0;
+            float* d = dx + t * BG;
+            if (w > 0) {
+                for (int b = 0; b < B; ++b)
+                    thn_lstm_row_bwd<float>(n, j0, j1, cache + t * BG + (size_t)b * G,
+                                            cp + (size_t)b * n, c + t * Bn + (size_t)b * n,
+                                            ci, cf, co,
+                                            dho ? dho + t * hs0 + b * hs1 : NULL,
+                                            dco ? dco + t * cs0 + b * cs1 : NULL,
+                                            dh0 + (size_t)b * n, dc0 + (size_t)b * n,
+                                            d + (size_t)b * G, dci, dcf, dco_w);
+                for (int k = 0; k < 4; ++k)
+                    thn_acc(n, B, hp, n, d, G, dhh, G, k * n + j0, k * n + j1);
+            }
+            THN_BARRIER
+            if (w > 0)
+                thn_mul(&WT, B, d, G, dh0, n, j0, j1, false);
+        }
+    };
+    thn_parallel(nth, body);
+    free(WT.p);
+    return 0;
+}
+
+template <int ACT>
+static THN_HOT int thn_gru_fwd_fast(int nT, int B, int n,
+                                    const float* xp, npy_intp xs0, npy_intp xs1,
+                                    const float* hh, const float* hr, const float* hz,
+                                    const float* h0, float* h, float* pre, float* hid,
+                                    float* rate, float* cache) {
+    const size_t Bn = (size_t)B * n;
+    thn_pack Wh, Wr, Wz;
+    Wh.p = Wr.p = Wz.p = NULL;
+    float* tmp = (float*)malloc(sizeof(float) * (2 * Bn + 1));
+    if (!tmp || thn_pack_init(&Wh, n, n, n, hh, n, 1) || thn_pack_init(&Wr, n, n, n, hr, n, 1)
+        || thn_pack_init(&Wz, n, n, n, hz, n, 1)) {
+        free(tmp); free(Wh.p); free(Wr.p); free(Wz.p);
+        return -1;
+    }
+    const int nth = thn_threads(n, 6.0 * B * n * n);
+    thn_barrier thn_bar;
+    thn_barrier_init(&thn_bar);
+    auto body = [&](int tid, int nt) {
+        int j0, j1;
+        thn_unit_range(n, tid, nt, &j0, &j1);
+        int w = j1 - j0;
+        for (int t = 0; t < nT; ++t) {
+            const float* hp = t ? h + (t - 1) * Bn : h0;
+            float* ct = cache + 2 * t * Bn;
+            const size_t o = t * Bn;
+            if (w > 0) {
+                thn_mul(&Wr, B, hp, n, tmp, 2 * n, j0, j1, false);
+                thn_mul(&Wz, B, hp, n, tmp + n, 2 * n, j0, j1, false);
+                for (int b = 0; b < B; ++b) {
+                    const size_t ob = (size_t)b * n;
+                    thn_gru_row_gates<float>(n, j0, j1, xp + t * xs0 + b * xs1, tmp + 2 * ob,
+                                             tmp + 2 * ob + n, hp + ob, ct + 2 * ob,
+                                             ct + 2 * ob + n, rate + o + ob, pre + o + ob);
+                }
+            }
+            THN_BARRIER
+            if (w > 0) {
+                thn_mul(&Wh, B, ct + n, 2 * n, pre + o, n, j0, j1, true);
+                for (int b = 0; b < B; ++b) {
+                    const size_t ob = (size_t)b * n;
+                    thn_gru_row_state<ACT, float>(j0, j1, pre + o + ob, rate + o + ob, hp + ob,
+                                                  hid + o + ob, h + o + ob);
+                }
+            }
+            THN_BARRIER
+        }
+    };
+    thn_parallel(nth, body);
+    free(tmp); free(Wh.p); free(Wr.p); free(Wz.p);
+    return 0;
+}
+
+template <int ACT>
+static THN_HOT int thn_gru_bwd_fast(int nT, int B, int n,
+                                    const float* hh, const float* hr, const float* hz,
+                                    const float* h0, const float* h, const float* pre,
+                                    const float* hid, const float* rate, const float* cache,
+                                    const float* gh, npy_intp gh0, npy_intp gh1,
+                                    const float* gp, npy_intp gp0, npy_intp gp1,
+                                    const float* ga, npy_intp ga0, npy_intp ga1,
+                                    const float* gz, npy_intp gz0, npy_intp gz1,
+                                    float* dx, float* dhh, float* dhr, float* dhz,
+                                    float* dh0) {
+    const int G = 3 * n;
+    const size_t Bn = (size_t)B * n, BG = (size_t)B * G, nn = (size_t)n * n;
+    thn_pack Th, Tr, Tz;  /* transposed weights */
+    Th.p = Tr.p = Tz.p = NULL;
+    float* drh = (float*)malloc(sizeof(float) * (Bn + 1));
+    if (!drh || thn_pack_init(&Th, n, n, n, hh, 1, n) || thn_pack_init(&Tr, n, n, n, hr, 1, n)
+        || thn_pack_init(&Tz, n, n, n, hz, 1, n)) {
+        free(drh); free(Th.p); free(Tr.p); free(Tz.p);
+        return -1;
+    }
+    memset(dhh, 0, nn * sizeof(float));
+    memset(dhr, 0, nn * sizeof(float));
+    memset(dhz, 0, nn * sizeof(float));
+    memset(dh0, 0, Bn * sizeof(float));
+    const int nth = thn_threads(n, 6.0 * B * n * n);
+    thn_barrier thn_bar;
+    thn_barrier_init(&thn_bar);
+    auto body = [&](int tid, int nt) {
+        int j0, j1;
+        thn_unit_range(n, tid, nt, &j0, &j1);
+        int w = j1 - j0;
+        for (int t = nT - 1; t >= 0; --t) {
+            const float* hp = t ? h + (t - 1) * Bn : h0;
+            const float* ct = cache + 2 * t * Bn;
+            const size_t o = t * Bn;
+            float* d = dx + t * BG;
+            if (w > 0) {
+                for (int b = 0; b < B; ++b) {
+                    const size_t ob = (size_t)b * n;
+                    thn_gru_row_bwd1<ACT, float>(
+                        j0, j1, dh0 + ob, gh ? gh + t * gh0 + b * gh1 : NULL,
+                        gp ? gp + t * gp0 + b * gp1 : NULL, ga ? ga + t * ga0 + b * ga1 : NULL,
+                        gz ? gz + t * gz0 + b * gz1 : NULL, rate + o + ob, hid + o + ob,
+                        pre + o + ob, hp + ob, d + (size_t)b * G, d + (size_t)b * G + 2 * n);
+                }
+                thn_acc(n, B, ct + n, 2 * n, d, G, dhh, n, j0, j1);          /* (r h)^T dpre */
+                thn_acc(n, B, hp, n, d + 2 * n, G, dhz, n, j0, j1);          /* h^T dz */
+            }
+            THN_BARRIER
+            if (w > 0) {
+                thn_mul(&Th, B, d, G, drh, n, j0, j1, false);                /* dpre . hh^T */
+                for (int b = 0; b < B; ++b) {
+                    const size_t ob = (size_t)b * n;
+                    thn_gru_row_bwd2<float>(j0, j1, drh + ob, hp + ob, ct + 2 * ob,
+                                            d + (size_t)b * G + n, dh0 + ob);
+                }
+                thn_acc(n, B, hp, n, d + n, G, dhr, n, j0, j1);              /* h^T dr */
+            }
+            THN_BARRIER
+            if (w > 0) {
+                thn_mul(&Tr, B, d + n, G, dh0, n, j0, j1, true);             /* dr . hr^T */
+                thn_mul(&Tz, B, d + 2 * n, G, dh0, n, j0, j1, true);         /* dz . hz^T */
+            }
+        }
+    };
+    thn_parallel(nth, body);
+    free(drh); free(Th.p); free(Tr.p); free(Tz.p);
+    return 0;
+}
+
+template <int ACT>
+static THN_HOT int thn_rnn_fwd_fast(int nT, int B, int n,
+                                    const float* xp, npy_intp xs0, npy_intp xs1,
+                                    const float* hh, const float* h0, float* h, float* pre) {
+    const size_t Bn = (size_t)B * n;
+    thn_pack W;
+    if (thn_pack_init(&W, n, n, n, hh, n, 1)) return -1;
+    const int nth = thn_threads(n, 2.0 * B * n * n);
+    thn_barrier thn_bar;
+    thn_barrier_init(&thn_bar);
+    auto body = [&](int tid, int nt) {
+        int j0, j1;
+        thn_unit_range(n, tid, nt, &j0, &j1);
+        int w = j1 - j0;
+        for (int t = 0; t < nT; ++t) {
+            const float* hp = t ? h + (t - 1) * Bn : h0;
+            float* pt_ = pre + t * Bn;
+            if (w > 0) {
+                for (int b = 0; b < B; ++b)
+                    memcpy(pt_ + (size_t)b * n + j0, xp + t * xs0 + b * xs1 + j0,
+                           w * sizeof(float));
+                thn_mul(&W, B, hp, n, pt_, n, j0, j1, true);
+                for (int b = 0; b < B; ++b)
+                    thn_rnn_row_fwd<ACT, float>(j0, j1, pt_ + (size_t)b * n,
+                                                h + t * Bn + (size_t)b * n);
+            }
+            THN_BARRIER
+        }
+    };
+    thn_parallel(nth, body);
+    free(W.p);
+    return 0;
+}
+
+template <int ACT>
+static THN_HOT int thn_rnn_bwd_fast(int nT, int B, int n,
+                                    const float* hh, const float* h0, const float* h,
+                                    const float* pre,
+                                    const float* gh, npy_intp gh0, npy_intp gh1,
+                                    const float* gp, npy_intp gp0, npy_intp gp1,
+                                    float* dx, float* dhh, float* dh0) {
+    const size_t Bn = (size_t)B * n;
+    thn_pack WT;
+    if (thn_pack_init(&WT, n, n, n, hh, 1, n)) return -1;
+    memset(dhh, 0, (size_t)n * n * sizeof(float));
+    memset(dh0, 0, Bn * sizeof(float));
+    const int nth = thn_threads(n, 2.0 * B * n * n);
+    thn_barrier thn_bar;
+    thn_barrier_init(&thn_bar);
+    auto body = [&](int tid, int nt) {
+        int j0, j1;
+        thn_unit_range(n, tid, nt, &j0, &j1);
+        int w = j1 - j0;
+        for (int t = nT - 1; t >= 0; --t) {
+            const float* hp = t ? h + (t - 1) * Bn : h0;
+            float* d = dx + t * Bn;
+            if (w > 0) {
+                for (int b = 0; b < B; ++b) {
+                    const size_t ob = (size_t)b * n;
+                    thn_rnn_row_bwd<ACT, float>(j0, j1, dh0 + ob,
+                                                gh ? gh + t * gh0 + b * gh1 : NULL,
+                                                gp ? gp + t * gp0 + b * gp1 : NULL,
+                                                pre + t * Bn + ob, h + t * Bn + ob, d + ob);
+                }
+                thn_acc(n, B, hp, n, d, n, dhh, n, j0, j1);
+            }
+            THN_BARRIER
+            if (w > 0)
+                thn_mul(&WT, B, d, n, dh0, n, j0, j1, false);
+        }
+    };
+    thn_parallel(nth, body);
+    free(WT.p);
+    return 0;
+}
+#endif  /* fast kernels */
+
+/* =========================================================================
+   Entry points: overloads pick the fast kernels for float32 when available.
+   ========================================================================= */
+
+#ifdef THN_FAST
+#define THN_USE_FAST thn_fast_enabled()
+#else
+#define THN_USE_FAST 0
+#endif
+
+static int thn_lstm_fwd_run(int nT, int B, int n, const double* xp, npy_intp xs0, npy_intp xs1,
+                            const double* hh, const double* ci, const double* cf,
+                            const double* co, const double* h0, const double* c0,
+                            double* h, double* c, double* cache) {
+    return thn_lstm_fwd<double>(nT, B, n, xp, xs0, xs1, hh, ci, cf, co, h0, c0, h, c, cache);
+}
+static int thn_lstm_fwd_run(int nT, int B, int n, const float* xp, npy_intp xs0, npy_intp xs1,
+                            const float* hh, const float* ci, const float* cf,
+                            const float* co, const float* h0, const float* c0,
+                            float* h, float* c, float* cache) {
+#ifdef THN_FAST
+    if (THN_USE_FAST)
+        return thn_lstm_fwd_fast(nT, B, n, xp, xs0, xs1, hh, ci, cf, co, h0, c0, h, c, cache);
+#endif
+    return thn_lstm_fwd<float>(nT, B, n, xp, xs0, xs1, hh, ci, cf, co, h0, c0, h, c, cache);
+}
+
+#define THN_LSTM_BWD_ARGS(T) int nT, int B, int n, const T* hh, const T* ci, const T* cf, \
+    const T* co, const T* h0, const T* c0, const T* h, const T* c, const T* cache, \
+    const T* dho, npy_intp hs0, npy_intp hs1, const T* dco, npy_intp cs0, npy_intp cs1, \
+    T* dx, T* dhh, T* dci, T* dcf, T* dco_w, T* dh0, T* dc0
+#define THN_LSTM_BWD_PASS nT, B, n, hh, ci, cf, co, h0, c0, h, c, cache, dho, hs0, hs1, \
+    dco, cs0, cs1, dx, dhh, dci, dcf, dco_w, dh0, dc0
+static int thn_lstm_bwd_run(THN_LSTM_BWD_ARGS(double)) {
+    return thn_lstm_bwd<double>(THN_LSTM_BWD_PASS);
+}
+static int thn_lstm_bwd_run(THN_LSTM_BWD_ARGS(float)) {
+#ifdef THN_FAST
+    if (THN_USE_FAST) return thn_lstm_bwd_fast(THN_LSTM_BWD_PASS);
+#endif
+    return thn_lstm_bwd<float>(THN_LSTM_BWD_PASS);
+}
+
+#define THN_GRU_FWD_ARGS(T) int nT, int B, int n, const T* xp, npy_intp xs0, npy_intp xs1, \
+    const T* hh, const T* hr, const T* hz, const T* h0, T* h, T* pre, T* hid, T* rate, T* cache
+#define THN_GRU_FWD_PASS nT, B, n, xp, xs0, xs1, hh, hr, hz, h0, h, pre, hid, rate, cache
+template <int ACT> static int thn_gru_fwd_run(THN_GRU_FWD_ARGS(double)) {
+    return thn_gru_fwd<ACT, double>(THN_GRU_FWD_PASS);
+}
+template <int ACT> static int thn_gru_fwd_run(THN_GRU_FWD_ARGS(float)) {
+#ifdef THN_FAST
+    if (THN_USE_FAST) return thn_gru_fwd_fast<ACT>(THN_GRU_FWD_PASS);
+#endif
+    return thn_gru_fwd<ACT, float>(THN_GRU_FWD_PASS);
+}
+
+#define THN_GRU_BWD_ARGS(T) int nT, int B, int n, const T* hh, const T* hr, const T* hz, \
+    const T* h0, const T* h, const T* pre, const T* hid, const T* rate, const T* cache, \
+    const T* gh, npy_intp gh0, npy_intp gh1, const T* gp, npy_intp gp0, npy_intp gp1, \
+    const T* ga, npy_intp ga0, npy_intp ga1, const T* gz, npy_intp gz0, npy_intp gz1, \
+    T* dx, T* dhh, T* dhr, T* dhz, T* dh0
+#define THN_GRU_BWD_PASS nT, B, n, hh, hr, hz, h0, h, pre, hid, rate, cache, gh, gh0, gh1, \
+    gp, gp0, gp1, ga, ga0, ga1, gz, gz0, gz1, dx, dhh, dhr, dhz, dh0
+template <int ACT> static int thn_gru_bwd_run(THN_GRU_BWD_ARGS(double)) {
+    return thn_gru_bwd<ACT, double>(THN_GRU_BWD_PASS);
+}
+template <int ACT> static int thn_gru_bwd_run(THN_GRU_BWD_ARGS(float)) {
+#ifdef THN_FAST
+    if (THN_USE_FAST) return thn_gru_bwd_fast<ACT>(THN_GRU_BWD_PASS);
+#endif
+    return thn_gru_bwd<ACT, float>(THN_GRU_BWD_PASS);
+}
+
+#define THN_RNN_FWD_ARGS(T) int nT, int B, int n, const T* xp, npy_intp xs0, npy_intp xs1, \
+    const T* hh, const T* h0, T* h, T* pre
+#define THN_RNN_FWD_PASS nT, B, n, xp, xs0, xs1, hh, h0, h, pre
+template <int ACT> static int thn_rnn_fwd_run(THN_RNN_FWD_ARGS(double)) {
+    return thn_rnn_fwd<ACT, double>(THN_RNN_FWD_PASS);
+}
+template <int ACT> static int thn_rnn_fwd_run(THN_RNN_FWD_ARGS(float)) {
+#ifdef THN_FAST
+    if (THN_USE_FAST) return thn_rnn_fwd_fast<ACT>(THN_RNN_FWD_PASS);
+#endif
+    return thn_rnn_fwd<ACT, float>(THN_RNN_FWD_PASS);
+}
+
+#define THN_RNN_BWD_ARGS(T) int nT, int B, int n, const T* hh, const T* h0, const T* h, \
+    const T* pre, const T* gh, npy_intp gh0, npy_intp gh1, const T* gp, npy_intp gp0, \
+    npy_intp gp1, T* dx, T* dhh, T* dh0
+#define THN_RNN_BWD_PASS nT, B, n, hh, h0, h, pre, gh, gh0, gh1, gp, gp0, gp1, dx, dhh, dh0
+template <int ACT> static int thn_rnn_bwd_run(THN_RNN_BWD_ARGS(double)) {
+    return thn_rnn_bwd<ACT, double>(THN_RNN_BWD_PASS);
+}
+template <int ACT> static int thn_rnn_bwd_run(THN_RNN_BWD_ARGS(float)) {
+#ifdef THN_FAST
+    if (THN_USE_FAST) return thn_rnn_bwd_fast<ACT>(THN_RNN_BWD_PASS);
+#endif
+    return thn_rnn_bwd<ACT, float>(THN_RNN_BWD_PASS);
 }
 
 #endif  /* THN_REC_SUPPORT */
@@ -635,7 +1411,7 @@ class _RecurrentCOp(COp):
         return ldflags()
 
     def c_compile_args(self, **kwargs):
-        return ldflags(libs=False, flags=True)
+        return ldflags(libs=False, flags=True) + ['-pthread']
 
     def c_lib_dirs(self, **kwargs):
         return ldflags(libs=False, libs_dir=True)
@@ -645,7 +1421,6 @@ class _RecurrentCOp(COp):
 
     def c_code_cache_version(self):
         return (_C_VERSION,) + tuple(blas_header_version())
-
 
 
 class _ActivationCOp(_RecurrentCOp):
@@ -667,12 +1442,12 @@ def _c_dispatch(body, params):
     The call is written ``if (thn_<kernel><THN_ACT, T>(...)) { ... }``; each
     case instantiates the kernel template for one activation code.
     """
-    head = re.search(r'if \(thn_(?:gru|rnn)_(?:fwd|bwd)<', body).start()
+    head = re.search(r'if \(thn_(?:gru|rnn)_(?:fwd|bwd)_run<', body).start()
     stop = body.index(') {\n    PyErr_NoMemory();', head)
     end = body.index('}\n', stop) + 2
     call = body[head + 4:stop]
-    cases = ''.join('    case {0}: thn_rc = {1}; break;\n'.format(k, call.replace('THN_ACT', str(k)))
-                    for k in range(4))
+    cases = ''.join('    case {0}: thn_rc = {1}; break;\n'.format(
+        k, call.replace('THN_ACT', str(k))) for k in range(4))
     switch = ('int thn_rc = -2;\nswitch ({0}->act) {{\n{1}}}\n'.format(params, cases) +
               'if (thn_rc == -2) { PyErr_SetString(PyExc_ValueError, "bad activation code"); '
               'goto thn_fail; }\n'
@@ -681,11 +1456,7 @@ def _c_dispatch(body, params):
 
 
 def _float_dtype(x):
-    dtype = x.dtype
-    if dtype not in ('float32', 'float64'):
-        dtype = 'float64' if dtype in ('int32', 'int64', 'uint32', 'uint64') \
-            else pytensor.config.floatX
-    return dtype
+    return x.dtype if x.dtype in ('float32', 'float64') else pytensor.config.floatX
 
 
 def _as(x, dtype, ndim, what):
@@ -708,6 +1479,34 @@ def _seq_type(xproj, hh):
 
 def _is_disconnected(g):
     return g is None or isinstance(g.type, DisconnectedType)
+
+
+def _output_grads(grads, dtype):
+    """Gradients arriving at an Op's outputs, for its gradient Op.
+
+    A disconnected output (not used by the cost) gets an empty (0, 0, 0)
+    constant, which the gradient Ops read as "no gradient": that avoids
+    allocating zeros, and one compiled gradient module serves every pattern
+    of used outputs.
+    """
+    empty = pt.constant(np.zeros((0, 0, 0), dtype))
+    return [empty if _is_disconnected(g) else g for g in grads]
+
+
+def _np_grad(g):
+    return g if g.size else None
+
+
+def _c_grad_args(gnames, T_):
+    """C arguments (pointer or NULL when empty, two strides) for output gradients."""
+    return ',\n    '.join(
+        'PyArray_SIZE(v_{0}) ? ({1}*)PyArray_DATA(v_{0}) : NULL, THN_S0(v_{0}), THN_S1(v_{0})'
+        .format(g, T_) for g in gnames)
+
+
+def _c_grad_checks(gnames):
+    return ''.join(' || (PyArray_SIZE(v_{0}) && thn_rec_check(v_{0}, 3, dseq, "{0}"))'.format(g)
+                   for g in gnames)
 
 
 def _c_prepare(names, sub, fail):
@@ -815,7 +1614,8 @@ const int typenum = PyArray_TYPE(v_xproj);
 {
     npy_intp dx[3] = {nT, B, 4 * (npy_intp)n}, dw[2] = {n, 4 * (npy_intp)n};
     npy_intp dv[1] = {n}, ds[2] = {B, n};
-    if (thn_rec_check(v_xproj, 3, dx, "xproj (T, B, 4n)") || thn_rec_check(v_hh, 2, dw, "hh (n, 4n)")
+    if (thn_rec_check(v_xproj, 3, dx, "xproj (T, B, 4n)")
+        || thn_rec_check(v_hh, 2, dw, "hh (n, 4n)")
         || thn_rec_check(v_ci, 1, dv, "ci") || thn_rec_check(v_cf, 1, dv, "cf")
         || thn_rec_check(v_co, 1, dv, "co") || thn_rec_check(v_h0, 2, ds, "h0 (B, n)")
         || thn_rec_check(v_c0, 2, ds, "c0 (B, n)")) goto thn_fail;
@@ -823,7 +1623,7 @@ const int typenum = PyArray_TYPE(v_xproj);
     if (thn_rec_alloc(&%(h)s, 3, dseq, typenum) || thn_rec_alloc(&%(c)s, 3, dseq, typenum)
         || thn_rec_alloc(&%(cache)s, 3, dx, typenum)) goto thn_fail;
 }
-if (thn_lstm_fwd<dtype_%(xproj)s>(nT, B, n, (dtype_%(xproj)s*)PyArray_DATA(v_xproj),
+if (thn_lstm_fwd_run(nT, B, n, (dtype_%(xproj)s*)PyArray_DATA(v_xproj),
     THN_S0(v_xproj), THN_S1(v_xproj),
     (dtype_%(xproj)s*)PyArray_DATA(v_hh), (dtype_%(xproj)s*)PyArray_DATA(v_ci),
     (dtype_%(xproj)s*)PyArray_DATA(v_cf), (dtype_%(xproj)s*)PyArray_DATA(v_co),
@@ -842,29 +1642,24 @@ if (thn_lstm_fwd<dtype_%(xproj)s>(nT, B, n, (dtype_%(xproj)s*)PyArray_DATA(v_xpr
         gh, gc, gcache = output_grads
         if not _is_disconnected(gcache):
             raise NotImplementedError('the LSTM cache output is internal and has no gradient')
-        connected = (not _is_disconnected(gh), not _is_disconnected(gc))
-        given = [g for g, k in zip((gh, gc), connected) if k]
-        grads = LSTMGradOp(connected)(hh, ci, cf, co, h0, c0, h, c, cache, *given)
-        return list(grads)
+        if _is_disconnected(gh) and _is_disconnected(gc):
+            return [pt.zeros_like(x) for x in inputs]
+        given = _output_grads([gh, gc], cache.dtype)
+        return list(LSTMGradOp()(hh, ci, cf, co, h0, c0, h, c, cache, *given))
 
 
 class LSTMGradOp(_RecurrentCOp):
     """Backpropagation through time for :class:`LSTMOp`.
 
-    Inputs ``(hh, ci, cf, co, h0, c0, h, c, cache, [gh], [gc])`` where the
-    output gradients ``gh``/``gc`` are present as flagged by ``connected``;
-    outputs the gradients ``(dxproj, dhh, dci, dcf, dco, dh0, dc0)``.
+    Inputs ``(hh, ci, cf, co, h0, c0, h, c, cache, gh, gc)`` where ``gh`` and
+    ``gc`` are the gradients arriving at the outputs ``h`` and ``c`` (an empty
+    array stands for "none"); outputs the gradients
+    ``(dxproj, dhh, dci, dcf, dco, dh0, dc0)``.
     """
 
-    __props__ = ('connected',)
-
-    def __init__(self, connected=(True, True)):
-        self.connected = tuple(bool(k) for k in connected)
-
-    def make_node(self, hh, ci, cf, co, h0, c0, h, c, cache, *grads):
+    def make_node(self, hh, ci, cf, co, h0, c0, h, c, cache, gh, gc):
         dtype = cache.dtype
-        if len(grads) != sum(self.connected):
-            raise TypeError('LSTMGradOp: expected {} output gradients'.format(sum(self.connected)))
+        grads = (gh, gc)
         ins = [_as(v, dtype, nd, 'input') for v, nd in zip(
             (hh, ci, cf, co, h0, c0, h, c, cache), (2, 1, 1, 1, 2, 2, 3, 3, 3))]
         ins += [_as(g, dtype, 3, 'output gradient') for g in grads]
@@ -880,9 +1675,7 @@ class LSTMGradOp(_RecurrentCOp):
 
     def perform(self, node, inputs, outputs, params=None):
         hh, ci, cf, co, h0, c0, h, c, cache = inputs[:9]
-        rest = list(inputs[9:])
-        gh = rest.pop(0) if self.connected[0] else None
-        gc = rest.pop(0) if self.connected[1] else None
+        gh, gc = (_np_grad(g) for g in inputs[9:])
         nT, B, G = cache.shape
         n = G // 4
         dx = np.empty_like(cache)
@@ -916,19 +1709,14 @@ class LSTMGradOp(_RecurrentCOp):
 
     def c_code(self, node, name, inputs, outputs, sub):
         names = ['hh', 'ci', 'cf', 'co', 'h0', 'c0', 'h', 'c', 'cache']
-        gnames = [g for g, k in zip(('gh', 'gc'), self.connected) if k]
+        gnames = ['gh', 'gc']
         s = dict(zip(names + gnames, inputs))
         s.update(zip(['dx', 'dhh', 'dci', 'dcf', 'dco', 'dh0', 'dc0'], outputs))
         prep = _c_prepare([(k, 'contig') for k in names] + [(g, 'row') for g in gnames],
                           s, sub['fail'])
         T_ = 'dtype_%(cache)s' % s
         s['T'] = T_
-        gh = ('(%s*)PyArray_DATA(v_gh), THN_S0(v_gh), THN_S1(v_gh)' % T_) \
-            if self.connected[0] else 'NULL, 0, 0'
-        gc = ('(%s*)PyArray_DATA(v_gc), THN_S0(v_gc), THN_S1(v_gc)' % T_) \
-            if self.connected[1] else 'NULL, 0, 0'
-        checks = ''.join(' || thn_rec_check(v_{0}, 3, dseq, "{0}")'.format(g) for g in gnames)
-        s.update(gh_args=gh, gc_args=gc, gchecks=checks)
+        s.update(gargs=_c_grad_args(gnames, T_), gchecks=_c_grad_checks(gnames))
         body = prep + """
 const int nT = (int)PyArray_DIMS(v_cache)[0], B = (int)PyArray_DIMS(v_cache)[1];
 const int n = (int)PyArray_DIMS(v_hh)[0];
@@ -946,11 +1734,11 @@ const int typenum = PyArray_TYPE(v_cache);
         || thn_rec_alloc(&%(dco)s, 1, dv, typenum) || thn_rec_alloc(&%(dh0)s, 2, ds, typenum)
         || thn_rec_alloc(&%(dc0)s, 2, ds, typenum)) goto thn_fail;
 }
-if (thn_lstm_bwd<%(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
+if (thn_lstm_bwd_run(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
     (%(T)s*)PyArray_DATA(v_ci), (%(T)s*)PyArray_DATA(v_cf), (%(T)s*)PyArray_DATA(v_co),
     (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(v_c0),
     (%(T)s*)PyArray_DATA(v_h), (%(T)s*)PyArray_DATA(v_c), (%(T)s*)PyArray_DATA(v_cache),
-    %(gh_args)s, %(gc_args)s,
+    %(gargs)s,
     (%(T)s*)PyArray_DATA(%(dx)s), (%(T)s*)PyArray_DATA(%(dhh)s),
     (%(T)s*)PyArray_DATA(%(dci)s), (%(T)s*)PyArray_DATA(%(dcf)s), (%(T)s*)PyArray_DATA(%(dco)s),
     (%(T)s*)PyArray_DATA(%(dh0)s), (%(T)s*)PyArray_DATA(%(dc0)s))) {
@@ -1039,7 +1827,7 @@ const int typenum = PyArray_TYPE(v_xproj);
         || thn_rec_alloc(&%(hid)s, 3, dseq, typenum) || thn_rec_alloc(&%(rate)s, 3, dseq, typenum)
         || thn_rec_alloc(&%(cache)s, 3, dc, typenum)) goto thn_fail;
 }
-if (thn_gru_fwd<THN_ACT, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
+if (thn_gru_fwd_run<THN_ACT>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
         THN_S0(v_xproj), THN_S1(v_xproj), (%(T)s*)PyArray_DATA(v_hh),
         (%(T)s*)PyArray_DATA(v_hr), (%(T)s*)PyArray_DATA(v_hz),
         (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(%(h)s), (%(T)s*)PyArray_DATA(%(pre)s),
@@ -1058,30 +1846,28 @@ if (thn_gru_fwd<THN_ACT, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
         if not _is_disconnected(output_grads[4]):
             raise NotImplementedError('the GRU cache output is internal and has no gradient')
         grads = output_grads[:4]
-        connected = tuple(not _is_disconnected(g) for g in grads)
-        given = [g for g, k in zip(grads, connected) if k]
-        return list(GRUGradOp(self.activation, connected)(
-            hh, hr, hz, h0, h, pre, hid, rate, cache, *given)) + []
+        if all(_is_disconnected(g) for g in grads):
+            return [pt.zeros_like(x) for x in inputs]
+        given = _output_grads(grads, cache.dtype)
+        return list(GRUGradOp(self.activation)(hh, hr, hz, h0, h, pre, hid, rate, cache, *given))
 
 
 class GRUGradOp(_ActivationCOp):
     """Backpropagation through time for :class:`GRUOp`.
 
-    Inputs ``(hh, hr, hz, h0, h, pre, hid, rate, cache, [gh], [gpre], [ghid],
-    [grate])`` (output gradients present as flagged by ``connected``); outputs
-    ``(dxproj, dhh, dhr, dhz, dh0)``.
+    Inputs ``(hh, hr, hz, h0, h, pre, hid, rate, cache, gh, gpre, ghid,
+    grate)``, the last four being the gradients arriving at the outputs (an
+    empty array stands for "none"); outputs ``(dxproj, dhh, dhr, dhz, dh0)``.
     """
 
-    __props__ = ('activation', 'connected')
+    __props__ = ('activation',)
 
-    def __init__(self, activation='tanh', connected=(True, False, False, False)):
+    def __init__(self, activation='tanh'):
         self.activation = _canonical(activation)
-        self.connected = tuple(bool(k) for k in connected)
 
-    def make_node(self, hh, hr, hz, h0, h, pre, hid, rate, cache, *grads):
+    def make_node(self, hh, hr, hz, h0, h, pre, hid, rate, cache, gh, gpre, ghid, grate):
         dtype = cache.dtype
-        if len(grads) != sum(self.connected):
-            raise TypeError('GRUGradOp: expected {} output gradients'.format(sum(self.connected)))
+        grads = (gh, gpre, ghid, grate)
         ins = [_as(v, dtype, nd, 'input') for v, nd in zip(
             (hh, hr, hz, h0, h, pre, hid, rate, cache), (2, 2, 2, 2, 3, 3, 3, 3, 3))]
         ins += [_as(g, dtype, 3, 'output gradient') for g in grads]
@@ -1101,8 +1887,7 @@ class GRUGradOp(_ActivationCOp):
 
     def perform(self, node, inputs, outputs, params=None):
         hh, hr, hz, h0, h, pre, hid, rate, cache = inputs[:9]
-        rest = list(inputs[9:])
-        gh, gp, ga, gz = (rest.pop(0) if k else None for k in self.connected)
+        gh, gp, ga, gz = (_np_grad(g) for g in inputs[9:])
         nT, B, n = h.shape
         dtype = h.dtype
         dx = np.empty((nT, B, 3 * n), dtype)
@@ -1136,20 +1921,14 @@ class GRUGradOp(_ActivationCOp):
 
     def c_code(self, node, name, inputs, outputs, sub):
         names = ['hh', 'hr', 'hz', 'h0', 'h', 'pre', 'hid', 'rate', 'cache']
-        gnames = [g for g, k in zip(('gh', 'gp', 'ga', 'gz'), self.connected) if k]
+        gnames = ['gh', 'gp', 'ga', 'gz']
         s = dict(zip(names + gnames, inputs))
         s.update(zip(['dx', 'dhh', 'dhr', 'dhz', 'dh0'], outputs))
         T_ = 'dtype_%(cache)s' % s
         s['T'] = T_
         prep = _c_prepare([(k, 'contig') for k in names] + [(g, 'row') for g in gnames],
                           s, sub['fail'])
-        gargs = []
-        for g, k in zip(('gh', 'gp', 'ga', 'gz'), self.connected):
-            gargs.append('(%s*)PyArray_DATA(v_%s), THN_S0(v_%s), THN_S1(v_%s)' % (T_, g, g, g)
-                         if k else 'NULL, 0, 0')
-        s['gargs'] = ',\n    '.join(gargs)
-        s['gchecks'] = ''.join(' || thn_rec_check(v_{0}, 3, dseq, "{0}")'.format(g)
-                               for g in gnames)
+        s.update(gargs=_c_grad_args(gnames, T_), gchecks=_c_grad_checks(gnames))
         body = prep + """
 const int nT = (int)PyArray_DIMS(v_cache)[0], B = (int)PyArray_DIMS(v_cache)[1];
 const int n = (int)PyArray_DIMS(v_hh)[0];
@@ -1166,7 +1945,7 @@ const int typenum = PyArray_TYPE(v_cache);
         || thn_rec_alloc(&%(dhr)s, 2, dw, typenum) || thn_rec_alloc(&%(dhz)s, 2, dw, typenum)
         || thn_rec_alloc(&%(dh0)s, 2, ds, typenum)) goto thn_fail;
 }
-if (thn_gru_bwd<THN_ACT, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
+if (thn_gru_bwd_run<THN_ACT>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
         (%(T)s*)PyArray_DATA(v_hr), (%(T)s*)PyArray_DATA(v_hz),
         (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(v_h), (%(T)s*)PyArray_DATA(v_pre),
         (%(T)s*)PyArray_DATA(v_hid), (%(T)s*)PyArray_DATA(v_rate), (%(T)s*)PyArray_DATA(v_cache),
@@ -1235,12 +2014,13 @@ const int n = (int)PyArray_DIMS(v_hh)[0];
 const int typenum = PyArray_TYPE(v_xproj);
 {
     npy_intp dseq[3] = {nT, B, n}, dw[2] = {n, n}, ds[2] = {B, n};
-    if (thn_rec_check(v_xproj, 3, dseq, "xproj (T, B, n)") || thn_rec_check(v_hh, 2, dw, "hh (n, n)")
+    if (thn_rec_check(v_xproj, 3, dseq, "xproj (T, B, n)")
+        || thn_rec_check(v_hh, 2, dw, "hh (n, n)")
         || thn_rec_check(v_h0, 2, ds, "h0 (B, n)")) goto thn_fail;
     if (thn_rec_alloc(&%(h)s, 3, dseq, typenum) || thn_rec_alloc(&%(pre)s, 3, dseq, typenum))
         goto thn_fail;
 }
-if (thn_rnn_fwd<THN_ACT, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
+if (thn_rnn_fwd_run<THN_ACT>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
         THN_S0(v_xproj), THN_S1(v_xproj), (%(T)s*)PyArray_DATA(v_hh),
         (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(%(h)s), (%(T)s*)PyArray_DATA(%(pre)s))) {
     PyErr_NoMemory();
@@ -1253,27 +2033,28 @@ if (thn_rnn_fwd<THN_ACT, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_xproj),
     def pullback(self, inputs, outputs, output_grads):
         xproj, hh, h0 = inputs
         h, pre = outputs
-        connected = tuple(not _is_disconnected(g) for g in output_grads)
-        given = [g for g, k in zip(output_grads, connected) if k]
-        return list(RNNGradOp(self.activation, connected)(hh, h0, h, pre, *given))
+        if all(_is_disconnected(g) for g in output_grads):
+            return [pt.zeros_like(x) for x in inputs]
+        given = _output_grads(output_grads, h.dtype)
+        return list(RNNGradOp(self.activation)(hh, h0, h, pre, *given))
 
 
 class RNNGradOp(_ActivationCOp):
     """Backpropagation through time for :class:`RNNOp`.
 
-    Inputs ``(hh, h0, h, pre, [gh], [gpre])``; outputs ``(dxproj, dhh, dh0)``.
+    Inputs ``(hh, h0, h, pre, gh, gpre)``, the last two being the gradients
+    arriving at the outputs (an empty array stands for "none"); outputs
+    ``(dxproj, dhh, dh0)``.
     """
 
-    __props__ = ('activation', 'connected')
+    __props__ = ('activation',)
 
-    def __init__(self, activation='tanh', connected=(True, False)):
+    def __init__(self, activation='tanh'):
         self.activation = _canonical(activation)
-        self.connected = tuple(bool(k) for k in connected)
 
-    def make_node(self, hh, h0, h, pre, *grads):
+    def make_node(self, hh, h0, h, pre, gh, gpre):
         dtype = h.dtype
-        if len(grads) != sum(self.connected):
-            raise TypeError('RNNGradOp: expected {} output gradients'.format(sum(self.connected)))
+        grads = (gh, gpre)
         ins = [_as(v, dtype, nd, 'input') for v, nd in zip((hh, h0, h, pre), (2, 2, 3, 3))]
         ins += [_as(g, dtype, 3, 'output gradient') for g in grads]
         return Apply(self, ins, [ins[2].type(), ins[0].type(), ins[1].type()])
@@ -1286,8 +2067,7 @@ class RNNGradOp(_ActivationCOp):
 
     def perform(self, node, inputs, outputs, params=None):
         hh, h0, h, pre = inputs[:4]
-        rest = list(inputs[4:])
-        gh, gp = (rest.pop(0) if k else None for k in self.connected)
+        gh, gp = (_np_grad(g) for g in inputs[4:])
         nT, B, n = h.shape
         dx = np.empty_like(h)
         dc = np.zeros((B, n), h.dtype)
@@ -1305,20 +2085,14 @@ class RNNGradOp(_ActivationCOp):
 
     def c_code(self, node, name, inputs, outputs, sub):
         names = ['hh', 'h0', 'h', 'pre']
-        gnames = [g for g, k in zip(('gh', 'gp'), self.connected) if k]
+        gnames = ['gh', 'gp']
         s = dict(zip(names + gnames, inputs))
         s.update(zip(['dx', 'dhh', 'dh0'], outputs))
         T_ = 'dtype_%(h)s' % s
         s['T'] = T_
         prep = _c_prepare([(k, 'contig') for k in names] + [(g, 'row') for g in gnames],
                           s, sub['fail'])
-        gargs = []
-        for g, k in zip(('gh', 'gp'), self.connected):
-            gargs.append('(%s*)PyArray_DATA(v_%s), THN_S0(v_%s), THN_S1(v_%s)' % (T_, g, g, g)
-                         if k else 'NULL, 0, 0')
-        s['gargs'] = ', '.join(gargs)
-        s['gchecks'] = ''.join(' || thn_rec_check(v_{0}, 3, dseq, "{0}")'.format(g)
-                               for g in gnames)
+        s.update(gargs=_c_grad_args(gnames, T_), gchecks=_c_grad_checks(gnames))
         body = prep + """
 const int nT = (int)PyArray_DIMS(v_h)[0], B = (int)PyArray_DIMS(v_h)[1];
 const int n = (int)PyArray_DIMS(v_hh)[0];
@@ -1331,7 +2105,7 @@ const int typenum = PyArray_TYPE(v_h);
     if (thn_rec_alloc(&%(dx)s, 3, dseq, typenum) || thn_rec_alloc(&%(dhh)s, 2, dw, typenum)
         || thn_rec_alloc(&%(dh0)s, 2, ds, typenum)) goto thn_fail;
 }
-if (thn_rnn_bwd<THN_ACT, %(T)s>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
+if (thn_rnn_bwd_run<THN_ACT>(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
         (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(v_h), (%(T)s*)PyArray_DATA(v_pre),
         %(gargs)s, (%(T)s*)PyArray_DATA(%(dx)s), (%(T)s*)PyArray_DATA(%(dhh)s),
         (%(T)s*)PyArray_DATA(%(dh0)s))) {

@@ -1,0 +1,1 @@
+"""Command-line tools installed with theanets (see ``setup.py`` entry points)."""
