@@ -150,6 +150,8 @@ def test_recurrent_penalties_need_a_pattern(seq, key):
 
 
 def test_custom_regularizer_by_lowercase_keyword(net):
+    # the docs' examples define a WeightInverse too; register this module's again.
+    theanets.Regularizer._registry.add(WeightInverse)
     p = values(net)
     term = 1 / (p['hid1.w'] ** 2).sum() + 1 / (p['out.w'] ** 2).sum()
     assert 'weightinverse' in regularizers.keyword_names()
