@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import pickle
-import tempfile
 import warnings
 
 import numpy as np
@@ -722,26 +721,14 @@ def _open(path, mode):
 
 
 def _atomic_pickle(payload, path):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='-' + os.path.basename(path), dir=directory)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, 'wb') as raw:
-            if path.lower().endswith('.gz'):
-                # no name or time stamp in the header: same model, same bytes
-                with gzip.GzipFile(filename='', fileobj=raw, mode='wb', mtime=0) as zipped:
-                    pickle.dump(payload, zipped, -1)
-            else:
-                pickle.dump(payload, raw, -1)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    def write(raw):
+        if path.lower().endswith('.gz'):
+            # no name or time stamp in the header: same model, same bytes
+            with gzip.GzipFile(filename='', fileobj=raw, mode='wb', mtime=0) as zipped:
+                pickle.dump(payload, zipped, -1)
+        else:
+            pickle.dump(payload, raw, -1)
+    util.atomic_write(path, write)
 
 
 def _corrupt(what, err):

@@ -3,6 +3,8 @@
 import difflib
 import fnmatch
 import logging
+import os
+import tempfile
 
 import numpy as np
 
@@ -211,6 +213,30 @@ def params_matching(layers, patterns):
         for param in layer.params:
             if any(fnmatch.fnmatch(param.name, p) for p in patterns):
                 yield param.name, param
+
+
+def atomic_write(path, write):
+    """Write a file atomically: ``write(handle)`` fills a temporary binary file in the
+    same directory, which is synced and then renamed onto ``path``.
+
+    A crash or exception part-way leaves any previous file at ``path`` intact and
+    no temporary file behind.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='-' + os.path.basename(path), dir=directory)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, 'wb') as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def enable_default_logging(level=logging.INFO):

@@ -32,7 +32,6 @@ theanets.util.ConfigurationError: cannot load weights from ...: shape (4, 3) of 
 
 import logging
 import os
-import tempfile
 import zipfile
 import zlib
 
@@ -82,26 +81,8 @@ def save(network, target):
     if hasattr(target, 'write'):
         np.savez(target, **arrays)
     else:
-        _atomic_savez(os.fspath(target), arrays)
+        util.atomic_write(os.fspath(target), lambda handle: np.savez(handle, **arrays))
     log.info('saved %d parameter arrays to %s', len(params), _name(target))
-
-
-def _atomic_savez(path, arrays):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='-' + os.path.basename(path), dir=directory)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, 'wb') as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read(source):
