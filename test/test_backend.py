@@ -42,7 +42,23 @@ def test_set_mode_is_used_for_new_functions(monkeypatch):
         assert net.predict(np.zeros((2, 2), 'f')).shape == (2, 1)
     finally:
         backend.set_mode(before)
-    assert modes == ['FAST_COMPILE']
+    assert len(modes) == 1
+    chosen = pytensor.compile.mode.get_mode('FAST_COMPILE')
+    assert type(modes[0].linker) is type(chosen.linker)
+    assert modes[0].linker.use_cloop == chosen.linker.use_cloop  # python VM, not CVM
+    assert 'fast_compile' in modes[0].provided_optimizer.include
+
+
+def test_softmax_runs_as_c_code_in_the_default_mode():
+    # PyTensor 3.0 runs Softmax as a Python op wrapping an inner function;
+    # the library's modes inline it into C reductions and elementwise loops.
+    z = pytensor.tensor.matrix()
+    f = backend.function([z], pytensor.tensor.special.softmax(z, axis=-1))
+    ops = [type(node.op).__name__ for node in f.maker.fgraph.toposort()]
+    assert 'Softmax' not in ops
+    x = np.array([[1, 2, 3], [1000, 0, -1000]], 'f')
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(f(x), e / e.sum(axis=1, keepdims=True), rtol=1e-6)
 
 
 def test_each_function_compiles_once():

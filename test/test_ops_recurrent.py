@@ -1,5 +1,6 @@
 """Tests of the fused recurrent Ops (theanets.ops.recurrent)."""
 
+import os
 import pickle
 
 import numpy as np
@@ -343,3 +344,49 @@ def test_second_derivative_is_reported_not_implemented():
     g = pytensor.grad(rec.rnn(*v)[0].sum(), v[1])
     with pytest.raises(Exception):
         pytensor.grad(g.sum(), v[1])
+
+
+# ---------------------------------------------------------------------------
+# The shared thread pool (float32 kernels on AVX-512 CPUs)
+# ---------------------------------------------------------------------------
+
+def test_blas_products_after_a_threaded_loop_are_exact(monkeypatch):
+    # After the first threaded fused loop, OpenBLAS runs its parallel jobs on
+    # the ops' thread pool; products of every shape must stay exact.
+    monkeypatch.setenv('THEANETS_NUM_THREADS', '2')
+    rng = np.random.RandomState(3)
+    n = 128
+    xp = pt.tensor3()
+    loop = backend.function([xp], rec.lstm(xp, rng.randn(n, 4 * n).astype('f') * 0.05,
+                                           *(np.zeros(n, 'f') for _ in range(3)))[0])
+    loop(rng.randn(20, 64, 4 * n).astype('f'))
+    a, b = pt.matrix(), pt.matrix()
+    product = backend.function([a, b], pt.dot(a, b))
+    for shape in [(512, 300, 700), (64, 1000, 64), (1, 5, 3)]:
+        x = rng.randn(*shape[:2]).astype('f')
+        y = rng.randn(*shape[1:]).astype('f')
+        np.testing.assert_allclose(product(x, y), x.dot(y), rtol=1e-4, atol=1e-3)
+
+
+def _threads():
+    return len(os.listdir('/proc/self/task'))
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self/task'), reason='needs /proc')
+def test_every_op_module_shares_one_pool(monkeypatch):
+    # each Op is its own C module; they must share one set of worker threads
+    monkeypatch.setenv('THEANETS_NUM_THREADS', '2')
+    rng = np.random.RandomState(4)
+    n = 128
+    xp = pt.tensor3()
+    h = rec.lstm(xp, rng.randn(n, 4 * n).astype('f') * 0.05,
+                 *(np.zeros(n, 'f') for _ in range(3)))[0]
+    backend.function([xp], pytensor.grad(h.sum(), xp))(rng.randn(20, 64, 4 * n).astype('f'))
+    if rec._thn_pool is None:
+        pytest.skip('the float32 kernels of this CPU run without the thread pool')
+    assert type(rec._thn_pool).__name__ == 'PyCapsule'
+    before = _threads()
+    x3 = pt.tensor3()
+    out = rec.gru(x3, *(rng.randn(n, n).astype('f') * 0.05 for _ in range(3)))[0]
+    backend.function([x3], pytensor.grad(out.sum(), x3))(rng.randn(20, 64, 3 * n).astype('f'))
+    assert _threads() == before

@@ -28,8 +28,9 @@ __all__ = ['COMMON', 'build', 'Activation', 'Compose', 'Prelu', 'LGrelu', 'Elu',
 
 
 def _softmax(z):
-    e = TT.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    # PyTensor's op: stabilized, and its gradient is the closed form (a
+    # hand-written exp(z - max z) / sum would also differentiate the max).
+    return TT.special.softmax(z, axis=-1)
 
 
 def _relu(z):

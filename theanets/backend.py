@@ -99,6 +99,40 @@ with warnings.catch_warnings():
 _MODE = os.environ.get('THEANETS_MODE', 'CVM')
 _COMPILES = [0]
 
+# PyTensor 3.0 runs Softmax and LogSoftmax in C modes as Python Ops wrapping
+# an inner compiled function (about 0.6 ms per call on a 1600 x 64 input).
+# Inlined, they become C reductions and fused elementwise loops. The rewrite
+# carries its own tag, so it runs only in modes that theanets builds.
+_INLINE_TAG = 'theanets_inline_softmax'
+# backends that compile Softmax natively
+_NATIVE_SOFTMAX = ('JAX', 'NUMBA', 'PYTORCH', 'MLX')
+
+
+def _register_softmax_inlining():
+    from pytensor.compile import optdb
+    from pytensor.graph.rewriting.basic import node_rewriter
+    from pytensor.tensor.rewriting.ofg import inline_ofg_node
+    from pytensor.tensor.special import LogSoftmax, Softmax
+
+    @node_rewriter([Softmax, LogSoftmax])
+    def theanets_inline_softmax(fgraph, node):
+        return inline_ofg_node(node)
+
+    if _INLINE_TAG not in optdb['specialize'].__db__:
+        # a name is also a tag: only modes ``including`` it run the rewrite
+        optdb['specialize'].register(_INLINE_TAG, theanets_inline_softmax)
+
+
+_register_softmax_inlining()
+
+
+def _compile_mode():
+    """The PyTensor mode object for :func:`function`."""
+    if not isinstance(_MODE, str) or _MODE.upper() in _NATIVE_SOFTMAX:
+        return _MODE
+    from pytensor.compile.mode import get_mode
+    return get_mode(_MODE).including(_INLINE_TAG)
+
 
 def set_mode(mode):
     """Choose the PyTensor mode that theanets compiles its functions in.
@@ -142,5 +176,5 @@ def function(inputs, outputs, updates=None, name=None, **kwargs):
     _COMPILES[0] += 1
     log.debug('compiling %s function', name or 'a')
     kwargs.setdefault('on_unused_input', 'ignore')
-    return pytensor.function(inputs, outputs, updates=updates or [], mode=_MODE,
+    return pytensor.function(inputs, outputs, updates=updates or [], mode=_compile_mode(),
                              name=name, **kwargs)

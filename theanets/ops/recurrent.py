@@ -75,7 +75,10 @@ _ACTIVATIONS = {
     'sigmoid': ('logistic', 3),
 }
 
-_C_VERSION = 18
+_C_VERSION = 21
+
+# The C modules' shared thread pool (a capsule set by the first one to run).
+_thn_pool = None
 
 
 def supports_activation(name):
@@ -715,8 +718,32 @@ struct thn_pool_t {
     void* ctx;
     int nt;
 };
-static thn_pool_t thn_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                              0, 0, 0, 0, 0, 0, NULL, NULL, 0};
+static thn_pool_t thn_pool_storage = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+                                      0, 0, 0, 0, 0, 0, NULL, NULL, 0};
+/* Every Op's C module carries this code, but the process has one pool: the
+   first module to need it publishes its own as a capsule, attribute
+   _thn_pool of theanets.ops.recurrent, and the others find it there (one
+   set of worker threads, not one per module competing for the CPUs). */
+static thn_pool_t* thn_P = NULL;
+#define THN_POOL_CAPSULE "theanets.thn_P->v1"
+
+static thn_pool_t* thn_pool_get(void) {  /* with the GIL held */
+    if (thn_P) return thn_P;
+    PyObject* mod = PyImport_ImportModule("theanets.ops.recurrent");
+    PyObject* cap = mod ? PyObject_GetAttrString(mod, "_thn_pool") : NULL;
+    if (cap && PyCapsule_IsValid(cap, THN_POOL_CAPSULE)) {
+        thn_P = (thn_pool_t*)PyCapsule_GetPointer(cap, THN_POOL_CAPSULE);
+    } else {
+        PyErr_Clear();
+        thn_P = &thn_pool_storage;
+        PyObject* own = PyCapsule_New(thn_P, THN_POOL_CAPSULE, NULL);
+        if (!mod || !own || PyObject_SetAttrString(mod, "_thn_pool", own)) PyErr_Clear();
+        Py_XDECREF(own);
+    }
+    Py_XDECREF(cap);
+    Py_XDECREF(mod);
+    return thn_P;
+}
 
 /* a worker starts from the job generation current when it was created, so
    that it takes the job posted right after its creation */
@@ -731,21 +758,21 @@ static void* thn_worker(void* arg) {
     free(arg);
     for (;;) {
         int spins = 0;
-        while (__atomic_load_n(&thn_pool.generation, __ATOMIC_ACQUIRE) == seen) {
+        while (__atomic_load_n(&thn_P->generation, __ATOMIC_ACQUIRE) == seen) {
             _mm_pause();
             if (++spins >= THN_IDLE_SPINS) {
-                pthread_mutex_lock(&thn_pool.mutex);
-                thn_pool.sleeping++;
-                while (__atomic_load_n(&thn_pool.generation, __ATOMIC_ACQUIRE) == seen)
-                    pthread_cond_wait(&thn_pool.wake, &thn_pool.mutex);
-                thn_pool.sleeping--;
-                pthread_mutex_unlock(&thn_pool.mutex);
+                pthread_mutex_lock(&thn_P->mutex);
+                thn_P->sleeping++;
+                while (__atomic_load_n(&thn_P->generation, __ATOMIC_ACQUIRE) == seen)
+                    pthread_cond_wait(&thn_P->wake, &thn_P->mutex);
+                thn_P->sleeping--;
+                pthread_mutex_unlock(&thn_P->mutex);
                 break;
             }
         }
-        seen = __atomic_load_n(&thn_pool.generation, __ATOMIC_ACQUIRE);
-        if (tid < thn_pool.nt) thn_pool.fn(thn_pool.ctx, tid, thn_pool.nt);
-        __atomic_add_fetch(&thn_pool.finished, 1, __ATOMIC_ACQ_REL);
+        seen = __atomic_load_n(&thn_P->generation, __ATOMIC_ACQUIRE);
+        if (tid < thn_P->nt) thn_P->fn(thn_P->ctx, tid, thn_P->nt);
+        __atomic_add_fetch(&thn_P->finished, 1, __ATOMIC_ACQ_REL);
     }
     return NULL;
 }
@@ -773,55 +800,137 @@ static int thn_threads(int n, double flops_per_step) {
     return t < panels ? t : (panels < 1 ? 1 : panels);
 }
 
-/* Run fn(ctx, tid, nt) for tid = 0 .. nt-1, tid 0 on the calling thread. */
-static void thn_run(int nt, thn_task_fn fn, void* ctx) {
-    if (nt > 1 && __atomic_exchange_n(&thn_pool.busy, 1, __ATOMIC_ACQ_REL))
+static void thn_blas_share_pool(void);
+
+/* Run fn(ctx, tid, nt) for tid = 0 .. nt-1, tid 0 on the calling thread, and
+   return nt. With `exact`, the tasks must run at once on nt threads: when
+   that cannot be had, nothing runs and 0 is returned. Otherwise fewer
+   threads may be used (1 when the pool is in use by another caller). */
+static int thn_run(int nt, thn_task_fn fn, void* ctx, bool exact = false) {
+    if (nt > 1) thn_pool_get();
+    if (nt > 1 && __atomic_exchange_n(&thn_P->busy, 1, __ATOMIC_ACQ_REL)) {
+        if (exact) return 0;
         nt = 1;  /* pool in use by another caller: run alone */
+    }
     if (nt <= 1) {
         fn(ctx, 0, 1);
-        return;
+        return 1;
     }
-    if (thn_pool.pid != getpid()) {  /* first use, or a forked child: no workers */
-        thn_pool.pid = getpid();
-        thn_pool.nworkers = 0;
-        thn_pool.sleeping = 0;
-        pthread_mutex_init(&thn_pool.mutex, NULL);
-        pthread_cond_init(&thn_pool.wake, NULL);
+    if (thn_P->pid != getpid()) {  /* first use, or a forked child: no workers */
+        thn_P->pid = getpid();
+        thn_P->nworkers = 0;
+        thn_P->sleeping = 0;
+        pthread_mutex_init(&thn_P->mutex, NULL);
+        pthread_cond_init(&thn_P->wake, NULL);
+        thn_blas_share_pool();
     }
-    while (thn_pool.nworkers < nt - 1) {
+    while (thn_P->nworkers < nt - 1) {
         pthread_t thread;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         thn_worker_arg* arg = (thn_worker_arg*)malloc(sizeof(thn_worker_arg));
         if (!arg) break;
-        arg->tid = thn_pool.nworkers + 1;
-        arg->generation = __atomic_load_n(&thn_pool.generation, __ATOMIC_ACQUIRE);
+        arg->tid = thn_P->nworkers + 1;
+        arg->generation = __atomic_load_n(&thn_P->generation, __ATOMIC_ACQUIRE);
         const int failed = pthread_create(&thread, &attr, thn_worker, arg);
         pthread_attr_destroy(&attr);
         if (failed) {
             free(arg);
             break;
         }
-        thn_pool.nworkers++;
+        thn_P->nworkers++;
     }
-    if (nt > thn_pool.nworkers + 1) nt = thn_pool.nworkers + 1;
-    thn_pool.fn = fn;
-    thn_pool.ctx = ctx;
-    thn_pool.nt = nt;
-    __atomic_store_n(&thn_pool.finished, 0, __ATOMIC_RELEASE);
-    pthread_mutex_lock(&thn_pool.mutex);
-    __atomic_add_fetch(&thn_pool.generation, 1, __ATOMIC_ACQ_REL);
-    if (thn_pool.sleeping) pthread_cond_broadcast(&thn_pool.wake);
-    pthread_mutex_unlock(&thn_pool.mutex);
+    if (nt > thn_P->nworkers + 1) {
+        if (exact) {
+            __atomic_store_n(&thn_P->busy, 0, __ATOMIC_RELEASE);
+            return 0;
+        }
+        nt = thn_P->nworkers + 1;
+    }
+    thn_P->fn = fn;
+    thn_P->ctx = ctx;
+    thn_P->nt = nt;
+    __atomic_store_n(&thn_P->finished, 0, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&thn_P->mutex);
+    __atomic_add_fetch(&thn_P->generation, 1, __ATOMIC_ACQ_REL);
+    if (thn_P->sleeping) pthread_cond_broadcast(&thn_P->wake);
+    pthread_mutex_unlock(&thn_P->mutex);
     fn(ctx, 0, nt);
     int spins = 0;
-    while (__atomic_load_n(&thn_pool.finished, __ATOMIC_ACQUIRE) < thn_pool.nworkers) {
+    while (__atomic_load_n(&thn_P->finished, __ATOMIC_ACQUIRE) < thn_P->nworkers) {
         _mm_pause();
         if (++spins >= THN_WAIT_SPINS) { sched_yield(); spins = 0; }
     }
-    __atomic_store_n(&thn_pool.busy, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&thn_P->busy, 0, __ATOMIC_RELEASE);
+    return nt;
 }
+
+/* ---- OpenBLAS on this pool ------------------------------------------------
+   OpenBLAS (0.3.27 and later) can hand its parallel jobs to a callback. Once
+   this pool exists, OpenBLAS's jobs run on it, so that OpenBLAS's threads and
+   ours never compete for the CPUs (they did: a BLAS product just before a
+   fused Op made the Op twice as slow). OpenBLAS's jobs wait for one another,
+   so they must all run at once; when the pool cannot take them, each gets a
+   thread of its own. THN_BLAS_CALLBACK_SETTER names the library's setter
+   (weak: absent from other BLAS libraries, then nothing is installed). */
+typedef void (*thn_dojob_fn)(int thread_num, void* jobdata, int dojob_data);
+typedef void (*thn_blas_callback_fn)(int sync, thn_dojob_fn dojob, int numjobs,
+                                     size_t jobdata_elsize, void* jobdata, int dojob_data);
+
+struct thn_blas_jobs {
+    thn_dojob_fn dojob;
+    char* data;
+    size_t size;
+    int arg;
+    int index;  /* for the spare threads */
+};
+
+static void thn_blas_task(void* ctx, int tid, int nt) {
+    thn_blas_jobs* jobs = (thn_blas_jobs*)ctx;
+    jobs->dojob(tid, jobs->data + (size_t)tid * jobs->size, jobs->arg);
+}
+
+static void* thn_blas_spare(void* ctx) {
+    thn_blas_jobs* job = (thn_blas_jobs*)ctx;
+    job->dojob(job->index, job->data + (size_t)job->index * job->size, job->arg);
+    return NULL;
+}
+
+static void thn_blas_callback(int sync, thn_dojob_fn dojob, int numjobs,
+                              size_t jobdata_elsize, void* jobdata, int dojob_data) {
+    thn_blas_jobs jobs = {dojob, (char*)jobdata, jobdata_elsize, dojob_data, 0};
+    if (numjobs <= 1) {
+        if (numjobs == 1) dojob(0, jobdata, dojob_data);
+        return;
+    }
+    if (numjobs <= THN_MAX_THREADS && thn_run(numjobs, thn_blas_task, &jobs, true)) return;
+    thn_blas_jobs* spare = (thn_blas_jobs*)malloc(sizeof(thn_blas_jobs) * numjobs);
+    pthread_t* threads = (pthread_t*)malloc(sizeof(pthread_t) * numjobs);
+    int started = 1;
+    for (; spare && threads && started < numjobs; ++started) {
+        spare[started] = jobs;
+        spare[started].index = started;
+        if (pthread_create(&threads[started], NULL, thn_blas_spare, &spare[started])) break;
+    }
+    /* out of threads: OpenBLAS's jobs would wait for each other forever */
+    if (started < numjobs) abort();
+    dojob(0, jobdata, dojob_data);
+    for (int i = 1; i < numjobs; ++i) pthread_join(threads[i], NULL);
+    free(spare);
+    free(threads);
+}
+
+#ifdef THN_BLAS_CALLBACK_SETTER
+extern "C" void THN_BLAS_CALLBACK_SETTER(thn_blas_callback_fn) __attribute__((weak));
+static void thn_blas_share_pool(void) {
+    const char* v = getenv("THEANETS_BLAS_POOL");
+    if (THN_BLAS_CALLBACK_SETTER && !(v && v[0] == '0'))
+        THN_BLAS_CALLBACK_SETTER(thn_blas_callback);
+}
+#else
+static void thn_blas_share_pool(void) {}
+#endif
 
 template <typename F>
 static void thn_trampoline(void* ctx, int tid, int nt) { (*(F*)ctx)(tid, nt); }
@@ -999,6 +1108,28 @@ static void thn_acc(int M, int K, const float* A, npy_intp lda, const float* D, 
     }
 }
 
+/* Weight gradients accumulate over chunks of steps, not step by step: one
+   product with K = (steps in the chunk) x B reads and writes the gradient
+   once per chunk, which keeps the per-step working set within the L2 cache.
+   C[:, c0:c1] += sum over t in [t0, t1] of X_t^T D_t[:, c0:c1], where D_t
+   is B rows of stride ldd at d + t B ldd and X_t is B rows of stride ldx at
+   x + t B ldx; with `prev`, X_t is the previous step's rows instead, and x0
+   for t = 0. */
+static void thn_acc_steps(int t0, int t1, int B, int M, const float* x, npy_intp ldx,
+                          const float* x0, bool prev, const float* d, npy_intp ldd,
+                          float* C, npy_intp ldc, int c0, int c1) {
+    if (prev && t0 == 0) {
+        thn_acc(M, B, x0, ldx, d, ldd, C, ldc, c0, c1);
+        t0 = 1;
+    }
+    if (t1 < t0) return;
+    const float* xs = x + (size_t)(prev ? t0 - 1 : t0) * B * ldx;
+    thn_acc(M, (t1 - t0 + 1) * B, xs, ldx, d + (size_t)t0 * B * ldd, ldd, C, ldc, c0, c1);
+}
+
+/* steps per weight-gradient chunk: about 256 rows */
+static int thn_chunk_steps(int B) { return B >= 256 ? 1 : 256 / (B < 1 ? 1 : B); }
+
 static THN_HOT int thn_lstm_fwd_fast(int nT, int B, int n,
                                      const float* xp, npy_intp xs0, npy_intp xs1,
                                      const float* hh, const float* ci, const float* cf,
@@ -1060,13 +1191,14 @@ static THN_HOT int thn_lstm_bwd_fast(int nT, int B, int n,
     const int nth = thn_threads(n, 2.0 * B * n * G);
     thn_barrier thn_bar;
     thn_barrier_init(&thn_bar);
+    const int S = thn_chunk_steps(B);
     auto body = [&](int tid, int nt) {
         int j0, j1;
         thn_unit_range(n, tid, nt, &j0, &j1);
         int w = j1 - j0;
+        int t_hi = nT - 1;  /* last step not yet in dhh */
         for (int t = nT - 1; t >= 0; --t) {
             const float* cp = t ? c + (t - 1) * Bn : c0;
-            const float* hp = t ? h + (t - 1) * Bn : h0;
             float* d = dx + t * BG;
             if (w > 0) {
                 for (int b = 0; b < B; ++b)
@@ -1077,8 +1209,13 @@ static THN_HOT int thn_lstm_bwd_fast(int nT, int B, int n,
                                             dco ? dco + t * cs0 + b * cs1 : NULL,
                                             dh0 + (size_t)b * n, dc0 + (size_t)b * n,
                                             d + (size_t)b * G, dci, dcf, dco_w);
-                for (int k = 0; k < 4; ++k)
-                    thn_acc(n, B, hp, n, d, G, dhh, G, k * n + j0, k * n + j1);
+            }
+            if (t == 0 || t_hi - t + 1 >= S) {
+                if (w > 0)
+                    for (int k = 0; k < 4; ++k)
+                        thn_acc_steps(t, t_hi, B, n, h, n, h0, true, dx, G, dhh, G,
+                                      k * n + j0, k * n + j1);
+                t_hi = t - 1;
             }
             THN_BARRIER
             if (w > 0)
@@ -1171,10 +1308,12 @@ static THN_HOT int thn_gru_bwd_fast(int nT, int B, int n,
     const int nth = thn_threads(n, 6.0 * B * n * n);
     thn_barrier thn_bar;
     thn_barrier_init(&thn_bar);
+    const int S = thn_chunk_steps(B);
     auto body = [&](int tid, int nt) {
         int j0, j1;
         thn_unit_range(n, tid, nt, &j0, &j1);
         int w = j1 - j0;
+        int t_hi = nT - 1;  /* last step not yet in the weight gradients */
         for (int t = nT - 1; t >= 0; --t) {
             const float* hp = t ? h + (t - 1) * Bn : h0;
             const float* ct = cache + 2 * t * Bn;
@@ -1189,8 +1328,6 @@ static THN_HOT int thn_gru_bwd_fast(int nT, int B, int n,
                         gz ? gz + t * gz0 + b * gz1 : NULL, rate + o + ob, hid + o + ob,
                         pre + o + ob, hp + ob, d + (size_t)b * G, d + (size_t)b * G + 2 * n);
                 }
-                thn_acc(n, B, ct + n, 2 * n, d, G, dhh, n, j0, j1);          /* (r h)^T dpre */
-                thn_acc(n, B, hp, n, d + 2 * n, G, dhz, n, j0, j1);          /* h^T dz */
             }
             THN_BARRIER
             if (w > 0) {
@@ -1200,7 +1337,16 @@ static THN_HOT int thn_gru_bwd_fast(int nT, int B, int n,
                     thn_gru_row_bwd2<float>(j0, j1, drh + ob, hp + ob, ct + 2 * ob,
                                             d + (size_t)b * G + n, dh0 + ob);
                 }
-                thn_acc(n, B, hp, n, d + n, G, dhr, n, j0, j1);              /* h^T dr */
+            }
+            if (t == 0 || t_hi - t + 1 >= S) {
+                if (w > 0) {
+                    /* (r h)^T dpre, h^T dz, h^T dr */
+                    thn_acc_steps(t, t_hi, B, n, cache + n, 2 * n, NULL, false, dx, G,
+                                  dhh, n, j0, j1);
+                    thn_acc_steps(t, t_hi, B, n, h, n, h0, true, dx + 2 * n, G, dhz, n, j0, j1);
+                    thn_acc_steps(t, t_hi, B, n, h, n, h0, true, dx + n, G, dhr, n, j0, j1);
+                }
+                t_hi = t - 1;
             }
             THN_BARRIER
             if (w > 0) {
@@ -1263,12 +1409,13 @@ static THN_HOT int thn_rnn_bwd_fast(int nT, int B, int n,
     const int nth = thn_threads(n, 2.0 * B * n * n);
     thn_barrier thn_bar;
     thn_barrier_init(&thn_bar);
+    const int S = thn_chunk_steps(B);
     auto body = [&](int tid, int nt) {
         int j0, j1;
         thn_unit_range(n, tid, nt, &j0, &j1);
         int w = j1 - j0;
+        int t_hi = nT - 1;  /* last step not yet in dhh */
         for (int t = nT - 1; t >= 0; --t) {
-            const float* hp = t ? h + (t - 1) * Bn : h0;
             float* d = dx + t * Bn;
             if (w > 0) {
                 for (int b = 0; b < B; ++b) {
@@ -1278,7 +1425,10 @@ static THN_HOT int thn_rnn_bwd_fast(int nT, int B, int n,
                                                 gp ? gp + t * gp0 + b * gp1 : NULL,
                                                 pre + t * Bn + ob, h + t * Bn + ob, d + ob);
                 }
-                thn_acc(n, B, hp, n, d, n, dhh, n, j0, j1);
+            }
+            if (t == 0 || t_hi - t + 1 >= S) {
+                if (w > 0) thn_acc_steps(t, t_hi, B, n, h, n, h0, true, dx, n, dhh, n, j0, j1);
+                t_hi = t - 1;
             }
             THN_BARRIER
             if (w > 0)
@@ -1399,13 +1549,25 @@ template <int ACT> static int thn_rnn_bwd_run(THN_RNN_BWD_ARGS(float)) {
 # Op plumbing
 # ---------------------------------------------------------------------------
 
+def _blas_callback_setter():
+    """C define naming the linked OpenBLAS's threads-callback setter, if any."""
+    libs = ' '.join(ldflags())
+    if 'scipy_openblas' in libs:
+        name = 'scipy_openblas_set_threads_callback_function'
+    elif 'openblas' in libs:
+        name = 'openblas_set_threads_callback_function'
+    else:
+        return ''
+    return '\n#define THN_BLAS_CALLBACK_SETTER {}\n'.format(name)
+
+
 class _RecurrentCOp(COp):
     """Shared C plumbing: BLAS headers, link flags, cache versioning."""
 
     __props__ = ()
 
     def c_support_code(self, **kwargs):
-        return blas_header_text() + _SUPPORT_CODE
+        return blas_header_text() + _blas_callback_setter() + _SUPPORT_CODE
 
     def c_libraries(self, **kwargs):
         return ldflags()
