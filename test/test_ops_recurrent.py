@@ -390,3 +390,74 @@ def test_every_op_module_shares_one_pool(monkeypatch):
     out = rec.gru(x3, *(rng.randn(n, n).astype('f') * 0.05 for _ in range(3)))[0]
     backend.function([x3], pytensor.grad(out.sum(), x3))(rng.randn(20, 64, 3 * n).astype('f'))
     assert _threads() == before
+
+
+# ---------------------------------------------------------------------------
+# LSTM with the input projection inside the Op (xw, xb)
+# ---------------------------------------------------------------------------
+
+def _projected_lstm_case(dtype, layout, nT, nB, nin, n, seed):
+    """Fused LSTM on raw inputs (xw, xb given) and on inputs projected
+    outside the Op; returns both graphs' outputs and gradients."""
+    rng = np.random.RandomState(seed)
+    x = pt.tensor3('x', dtype=dtype)
+    xw = pytensor.shared((rng.randn(nin, 4 * n) * 0.3).astype(dtype), name='xw')
+    xb = pytensor.shared(rng.randn(4 * n).astype(dtype), name='xb')
+    hh = pytensor.shared((rng.randn(n, 4 * n) * 0.1).astype(dtype), name='hh')
+    peeps = [pytensor.shared((rng.randn(n) * 0.1).astype(dtype)) for _ in range(3)]
+    xt = x if layout == 'time-major' else x.dimshuffle(1, 0, 2)   # (T, B, nin)
+    xproj = xt.dot(xw) + xb
+    weights = [rng.randn(nT, nB, n).astype(dtype) for _ in range(2)]
+    params = [xw, xb, hh] + peeps
+    graphs = []
+    for outs in (rec.lstm(xt, hh, *peeps, xw=xw, xb=xb), rec.lstm(xproj, hh, *peeps)):
+        cost = sum((o * w).sum() for o, w in zip(outs, weights))
+        graphs.append(list(outs) + pytensor.grad(cost, [x] + params))
+    shape = (nT, nB, nin) if layout == 'time-major' else (nB, nT, nin)
+    return x, graphs, rng.randn(*shape).astype(dtype)
+
+
+@pytest.mark.parametrize('dtype,layout,size,mode', [
+    ('float32', 'time-major', 'small', 'c'),
+    ('float32', 'batch-major', 'small', 'c'),
+    ('float32', 'batch-major', 'medium', 'c'),
+    ('float32', 'time-major', 'medium', 'threads'),
+    ('float64', 'batch-major', 'small', 'c'),
+    ('float32', 'batch-major', 'small', 'perform'),
+])
+def test_lstm_input_projection_inside_the_op(dtype, layout, size, mode, monkeypatch):
+    """lstm(x, ..., xw=, xb=) equals lstm(x.dot(xw) + xb, ...): outputs and
+    every gradient (inputs, xw, xb, hh, peepholes), whatever the layout of x."""
+    if mode == 'threads':
+        monkeypatch.setenv('THEANETS_NUM_THREADS', '2')
+    sizes = {'small': (T, B, 6, N), 'medium': (6, 25, 33, 70)}[size]
+    x, (fused, reference), xval = _projected_lstm_case(dtype, layout, *sizes, seed=21)
+    compile_fused = (lambda o: pytensor.function([x], o, mode=PY_MODE)) \
+        if mode == 'perform' else (lambda o: backend.function([x], o))
+    got = compile_fused(fused)(xval)
+    want = backend.function([x], reference)(xval)
+    tol = dict(rtol=1e-9, atol=1e-11) if dtype == 'float64' else dict(rtol=5e-4, atol=5e-5)
+    names = ['h', 'c', 'dx', 'dxw', 'dxb', 'dhh', 'dci', 'dcf', 'dco']
+    for name, g, w in zip(names, got, want):
+        assert g.dtype == np.dtype(dtype), name
+        np.testing.assert_allclose(g, w, err_msg=name, **tol)
+
+
+def test_lstm_projection_is_one_op_without_a_separate_product():
+    x = pt.tensor3('x', dtype='float32')
+    rng = np.random.RandomState(22)
+    xw = pytensor.shared(rng.randn(6, 4 * N).astype('float32'))
+    xb = pytensor.shared(rng.randn(4 * N).astype('float32'))
+    hh = pytensor.shared(rng.randn(N, 4 * N).astype('float32'))
+    peeps = [np.zeros(N, 'float32')] * 3
+    h = rec.lstm(x, hh, *peeps, xw=xw, xb=xb)[0]
+    f = backend.function([x], h)
+    ops = [type(node.op).__name__ for node in f.maker.fgraph.apply_nodes]
+    assert ops.count('LSTMOp') == 1
+    assert not any('Gemm' in k or 'Dot' in k for k in ops), ops
+
+
+def test_lstm_projection_rejects_a_bias_without_weights():
+    v = symbols(cast(lstm_values(np.random.RandomState(23)), 'float32'), 'float32')
+    with pytest.raises(ValueError, match='xb'):
+        rec.lstm(*v, xb=pt.vector(dtype='float32'))

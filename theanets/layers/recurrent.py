@@ -539,14 +539,17 @@ class LSTM(Recurrent):
 
     def transform(self, inputs):
         n = self.output_size
-        xp = self._project(inputs, self.find('xh'), self.find('b'))
         h0 = self._initial('h_0', inputs)
         c0 = self._initial('c_0', inputs)
         hh, ci, cf, co = (self.find(k) for k in ('hh', 'ci', 'cf', 'co'))
         ops = self._fused()
         if ops is not None:
-            out, cell = ops.lstm(xp, hh, ci, cf, co, h0, c0)
+            # the op projects the inputs inside its loop (and reads them batch-major)
+            out, cell = ops.lstm(self._time_major(inputs), hh, ci, cf, co, h0, c0,
+                                 xw=self.find('xh'), xb=self.find('b'))
         else:
+            xp = self._project(inputs, self.find('xh'), self.find('b'))
+
             def step(x_t, h_tm1, c_tm1, hh, ci, cf, co):
                 g = x_t + TT.dot(h_tm1, hh)
                 i = TT.sigmoid(g[:, :n] + c_tm1 * ci)

@@ -75,7 +75,7 @@ _ACTIVATIONS = {
     'sigmoid': ('logistic', 3),
 }
 
-_C_VERSION = 21
+_C_VERSION = 24
 
 # The C modules' shared thread pool (a capsule set by the first one to run).
 _thn_pool = None
@@ -298,7 +298,15 @@ static int thn_rec_check(PyArrayObject* a, int nd, const npy_intp* dims, const c
     bool ok = PyArray_NDIM(a) == nd;
     for (int k = 0; k < nd && ok; ++k) ok = PyArray_DIMS(a)[k] == dims[k];
     if (!ok) {
-        PyErr_Format(PyExc_ValueError, "fused recurrent op: %s has the wrong shape", what);
+        char got[160] = "", want[160] = "";
+        for (int k = 0; k < PyArray_NDIM(a) && k < 6; ++k)
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%ld",
+                     k ? ", " : "", (long)PyArray_DIMS(a)[k]);
+        for (int k = 0; k < nd && k < 6; ++k)
+            snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%ld",
+                     k ? ", " : "", (long)dims[k]);
+        PyErr_Format(PyExc_ValueError,
+                     "fused recurrent op: %s has shape (%s), expected (%s)", what, got, want);
         return -1;
     }
     return 0;
@@ -468,9 +476,27 @@ THN_INLINE void thn_rnn_row_bwd(int j0, int j1, T* dc, const T* ghb, const T* gp
    means "no gradient". Return 0, or -1 when out of memory.
    ========================================================================= */
 
+/* Projected inputs: with xw == NULL, xp holds x . W + b for every step (4n
+   columns); otherwise xp holds the raw inputs (nin columns) and the kernels
+   project them, adding the bias xb (may be NULL) and, backward,
+   accumulating the gradients dxw (nin x 4n) and dxb (4n). */
+template <typename T>
+static void thn_gates_init(int B, int G, int j0, int j1, int S, const T* xrow, npy_intp xs1,
+                           const T* xb, T* g) {
+    /* g[b, k S + j] for j in [j0, j1) and every block k: the projected row or the bias */
+    for (int b = 0; b < B; ++b)
+        for (int k = 0; k * S < G; ++k) {
+            T* dst = g + (size_t)b * G + k * S + j0;
+            const T* src = xrow ? xrow + b * xs1 + k * S + j0 : (xb ? xb + k * S + j0 : NULL);
+            if (src) memcpy(dst, src, (j1 - j0) * sizeof(T));
+            else memset(dst, 0, (j1 - j0) * sizeof(T));
+        }
+}
+
 template <typename T>
 static THN_HOT int thn_lstm_fwd(int nT, int B, int n,
                                 const T* xp, npy_intp xs0, npy_intp xs1,
+                                int nin, const T* xw, const T* xb,
                                 const T* hh, const T* ci, const T* cf, const T* co,
                                 const T* h0, const T* c0, T* h, T* c, T* cache) {
     const int G = 4 * n;
@@ -479,8 +505,8 @@ static THN_HOT int thn_lstm_fwd(int nT, int B, int n,
         T* g = cache + t * BG;
         const T* hp = t ? h + (t - 1) * Bn : h0;
         const T* cp = t ? c + (t - 1) * Bn : c0;
-        for (int b = 0; b < B; ++b)
-            memcpy(g + (size_t)b * G, xp + t * xs0 + b * xs1, G * sizeof(T));
+        thn_gates_init<T>(B, G, 0, n, n, xw ? NULL : xp + t * xs0, xs1, xb, g);
+        if (xw) thn_rec_gemm<T>(false, false, B, G, nin, 1, xp + t * xs0, xs1, xw, G, 1, g, G);
         thn_rec_gemm<T>(false, false, B, G, n, 1, hp, n, hh, G, 1, g, G);
         for (int b = 0; b < B; ++b)
             thn_lstm_row_fwd<T>(n, 0, n, g + (size_t)b * G, cp + (size_t)b * n, ci, cf, co,
@@ -490,8 +516,23 @@ static THN_HOT int thn_lstm_fwd(int nT, int B, int n,
 }
 
 /* dh0 and dc0 double as the running recurrent gradients. */
+/* dxw = sum_t x_t^T d_t and dxb = column sums of d (generic kernels) */
+template <typename T>
+static void thn_proj_grads(int nT, int B, int G, int nin, const T* xp, npy_intp xs0,
+                           npy_intp xs1, const T* d, T* dxw, T* dxb) {
+    memset(dxw, 0, (size_t)nin * G * sizeof(T));
+    memset(dxb, 0, G * sizeof(T));
+    for (int t = 0; t < nT; ++t)
+        thn_rec_gemm<T>(true, false, nin, G, B, 1, xp + t * xs0, xs1, d + (size_t)t * B * G, G,
+                        1, dxw, G);
+    for (size_t r = 0; r < (size_t)nT * B; ++r)
+        for (int j = 0; j < G; ++j) dxb[j] += d[r * G + j];
+}
+
 template <typename T>
 static THN_HOT int thn_lstm_bwd(int nT, int B, int n,
+                                const T* xp, npy_intp xs0, npy_intp xs1, int nin,
+                                T* dxw, T* dxb,
                                 const T* hh, const T* ci, const T* cf, const T* co,
                                 const T* h0, const T* c0, const T* h, const T* c, const T* cache,
                                 const T* dho, npy_intp hs0, npy_intp hs1,
@@ -524,6 +565,7 @@ static THN_HOT int thn_lstm_bwd(int nT, int B, int n,
     thn_rec_gemm<T>(true, false, n, G, B, 1, h0, n, dx, G, 0, dhh, G);
     if (nT > 1)
         thn_rec_gemm<T>(true, false, n, G, (nT - 1) * B, 1, h, n, dx + BG, G, 1, dhh, G);
+    if (dxw) thn_proj_grads<T>(nT, B, G, nin, xp, xs0, xs1, dx, dxw, dxb);
     free(hhT);
     return 0;
 }
@@ -1132,14 +1174,19 @@ static int thn_chunk_steps(int B) { return B >= 256 ? 1 : 256 / (B < 1 ? 1 : B);
 
 static THN_HOT int thn_lstm_fwd_fast(int nT, int B, int n,
                                      const float* xp, npy_intp xs0, npy_intp xs1,
+                                     int nin, const float* xw, const float* xb,
                                      const float* hh, const float* ci, const float* cf,
                                      const float* co, const float* h0, const float* c0,
                                      float* h, float* c, float* cache) {
     const int G = 4 * n;
     const size_t Bn = (size_t)B * n, BG = (size_t)B * G;
-    thn_pack W;
-    if (thn_pack_init(&W, n, G, n, hh, G, 1)) return -1;
-    const int nth = thn_threads(n, 2.0 * B * n * G);
+    thn_pack W, WX;
+    W.p = WX.p = NULL;
+    if (thn_pack_init(&W, n, G, n, hh, G, 1) || (xw && thn_pack_init(&WX, nin, G, n, xw, G, 1))) {
+        free(W.p);
+        return -1;
+    }
+    const int nth = thn_threads(n, 2.0 * B * (n + (xw ? nin : 0)) * G);
     thn_barrier thn_bar;
     thn_barrier_init(&thn_bar);
     auto body = [&](int tid, int nt) {
@@ -1151,10 +1198,10 @@ static THN_HOT int thn_lstm_fwd_fast(int nT, int B, int n,
             const float* hp = t ? h + (t - 1) * Bn : h0;
             const float* cp = t ? c + (t - 1) * Bn : c0;
             if (w > 0) {
-                for (int b = 0; b < B; ++b)
+                thn_gates_init<float>(B, G, j0, j1, n, xw ? NULL : xp + t * xs0, xs1, xb, g);
+                if (xw)
                     for (int k = 0; k < 4; ++k)
-                        memcpy(g + (size_t)b * G + k * n + j0,
-                               xp + t * xs0 + b * xs1 + k * n + j0, w * sizeof(float));
+                        thn_mul(&WX, B, xp + t * xs0, xs1, g, G, k * n + j0, k * n + j1, true);
                 for (int k = 0; k < 4; ++k)
                     thn_mul(&W, B, hp, n, g, G, k * n + j0, k * n + j1, true);
                 for (int b = 0; b < B; ++b)
@@ -1167,10 +1214,31 @@ static THN_HOT int thn_lstm_fwd_fast(int nT, int B, int n,
     };
     thn_parallel(nth, body);
     free(W.p);
+    free(WX.p);
     return 0;
 }
 
+/* The projection gradients of steps [t0, t1] for columns [c0, c1):
+   dxw[:, c] += sum_t x_t^T d_t[:, c], dxb[c] += column sums of d_t. */
+static void thn_proj_acc(int t0, int t1, int B, int nin, const float* xp, npy_intp xs0,
+                         npy_intp xs1, const float* d, npy_intp G, float* dxw, float* dxb,
+                         int c0, int c1) {
+    const float* dc = d + (size_t)t0 * B * G;
+    if (xs0 == (npy_intp)B * xs1)   /* time-major rows: one product for the chunk */
+        thn_acc(nin, (t1 - t0 + 1) * B, xp + t0 * xs0, xs1, dc, G, dxw, G, c0, c1);
+    else
+        for (int t = t0; t <= t1; ++t)
+            thn_acc(nin, B, xp + t * xs0, xs1, d + (size_t)t * B * G, G, dxw, G, c0, c1);
+    for (size_t r = 0; r < (size_t)(t1 - t0 + 1) * B; ++r) {
+        const float* row = dc + r * G;
+#pragma GCC ivdep
+        for (int j = c0; j < c1; ++j) dxb[j] += row[j];
+    }
+}
+
 static THN_HOT int thn_lstm_bwd_fast(int nT, int B, int n,
+                                     const float* xp, npy_intp xs0, npy_intp xs1, int nin,
+                                     float* dxw, float* dxb,
                                      const float* hh, const float* ci, const float* cf,
                                      const float* co, const float* h0, const float* c0,
                                      const float* h, const float* c, const float* cache,
@@ -1188,6 +1256,23 @@ static THN_HOT int thn_lstm_bwd_fast(int nT, int B, int n,
     memset(dci, 0, n * sizeof(float));
     memset(dcf, 0, n * sizeof(float));
     memset(dco_w, 0, n * sizeof(float));
+    float* xcopy = NULL;
+    if (dxw) {
+        memset(dxw, 0, (size_t)nin * G * sizeof(float));
+        memset(dxb, 0, G * sizeof(float));
+        if (xs0 != (npy_intp)B * xs1) {
+            /* a time-major copy of the inputs, for one product per chunk */
+            xcopy = (float*)malloc(sizeof(float) * ((size_t)nT * B * nin + 1));
+            if (!xcopy) { free(WT.p); return -1; }
+            for (int t = 0; t < nT; ++t)
+                for (int b = 0; b < B; ++b)
+                    memcpy(xcopy + ((size_t)t * B + b) * nin, xp + t * xs0 + b * xs1,
+                           nin * sizeof(float));
+            xp = xcopy;
+            xs1 = nin;
+            xs0 = (npy_intp)B * nin;
+        }
+    }
     const int nth = thn_threads(n, 2.0 * B * n * G);
     thn_barrier thn_bar;
     thn_barrier_init(&thn_bar);
@@ -1212,9 +1297,13 @@ static THN_HOT int thn_lstm_bwd_fast(int nT, int B, int n,
             }
             if (t == 0 || t_hi - t + 1 >= S) {
                 if (w > 0)
-                    for (int k = 0; k < 4; ++k)
+                    for (int k = 0; k < 4; ++k) {
                         thn_acc_steps(t, t_hi, B, n, h, n, h0, true, dx, G, dhh, G,
                                       k * n + j0, k * n + j1);
+                        if (dxw)
+                            thn_proj_acc(t, t_hi, B, nin, xp, xs0, xs1, dx, G, dxw, dxb,
+                                         k * n + j0, k * n + j1);
+                    }
                 t_hi = t - 1;
             }
             THN_BARRIER
@@ -1224,6 +1313,7 @@ static THN_HOT int thn_lstm_bwd_fast(int nT, int B, int n,
     };
     thn_parallel(nth, body);
     free(WT.p);
+    free(xcopy);
     return 0;
 }
 
@@ -1451,29 +1541,27 @@ static THN_HOT int thn_rnn_bwd_fast(int nT, int B, int n,
 #define THN_USE_FAST 0
 #endif
 
-static int thn_lstm_fwd_run(int nT, int B, int n, const double* xp, npy_intp xs0, npy_intp xs1,
-                            const double* hh, const double* ci, const double* cf,
-                            const double* co, const double* h0, const double* c0,
-                            double* h, double* c, double* cache) {
-    return thn_lstm_fwd<double>(nT, B, n, xp, xs0, xs1, hh, ci, cf, co, h0, c0, h, c, cache);
+#define THN_LSTM_FWD_ARGS(T) int nT, int B, int n, const T* xp, npy_intp xs0, npy_intp xs1, \
+    int nin, const T* xw, const T* xb, const T* hh, const T* ci, const T* cf, const T* co, \
+    const T* h0, const T* c0, T* h, T* c, T* cache
+#define THN_LSTM_FWD_PASS nT, B, n, xp, xs0, xs1, nin, xw, xb, hh, ci, cf, co, h0, c0, h, c, cache
+static int thn_lstm_fwd_run(THN_LSTM_FWD_ARGS(double)) {
+    return thn_lstm_fwd<double>(THN_LSTM_FWD_PASS);
 }
-static int thn_lstm_fwd_run(int nT, int B, int n, const float* xp, npy_intp xs0, npy_intp xs1,
-                            const float* hh, const float* ci, const float* cf,
-                            const float* co, const float* h0, const float* c0,
-                            float* h, float* c, float* cache) {
+static int thn_lstm_fwd_run(THN_LSTM_FWD_ARGS(float)) {
 #ifdef THN_FAST
-    if (THN_USE_FAST)
-        return thn_lstm_fwd_fast(nT, B, n, xp, xs0, xs1, hh, ci, cf, co, h0, c0, h, c, cache);
+    if (THN_USE_FAST) return thn_lstm_fwd_fast(THN_LSTM_FWD_PASS);
 #endif
-    return thn_lstm_fwd<float>(nT, B, n, xp, xs0, xs1, hh, ci, cf, co, h0, c0, h, c, cache);
+    return thn_lstm_fwd<float>(THN_LSTM_FWD_PASS);
 }
 
-#define THN_LSTM_BWD_ARGS(T) int nT, int B, int n, const T* hh, const T* ci, const T* cf, \
+#define THN_LSTM_BWD_ARGS(T) int nT, int B, int n, const T* xp, npy_intp xs0, npy_intp xs1, \
+    int nin, T* dxw, T* dxb, const T* hh, const T* ci, const T* cf, \
     const T* co, const T* h0, const T* c0, const T* h, const T* c, const T* cache, \
     const T* dho, npy_intp hs0, npy_intp hs1, const T* dco, npy_intp cs0, npy_intp cs1, \
     T* dx, T* dhh, T* dci, T* dcf, T* dco_w, T* dh0, T* dc0
-#define THN_LSTM_BWD_PASS nT, B, n, hh, ci, cf, co, h0, c0, h, c, cache, dho, hs0, hs1, \
-    dco, cs0, cs1, dx, dhh, dci, dcf, dco_w, dh0, dc0
+#define THN_LSTM_BWD_PASS nT, B, n, xp, xs0, xs1, nin, dxw, dxb, hh, ci, cf, co, h0, c0, h, c, \
+    cache, dho, hs0, hs1, dco, cs0, cs1, dx, dhh, dci, dcf, dco_w, dh0, dc0
 static int thn_lstm_bwd_run(THN_LSTM_BWD_ARGS(double)) {
     return thn_lstm_bwd<double>(THN_LSTM_BWD_PASS);
 }
@@ -1716,38 +1804,62 @@ if (thn_err) { %(fail)s }
 class LSTMOp(_RecurrentCOp):
     """Fused LSTM time loop (Graves 2013, diagonal peepholes).
 
-    Inputs ``(xproj, hh, ci, cf, co, h0, c0)``, outputs ``(h, c, cache)``;
+    Inputs ``(xproj, hh, ci, cf, co, h0, c0)``, or with ``project=True``
+    ``(x, xw, xb, hh, ci, cf, co, h0, c0)`` where the Op computes the
+    projection ``x . xw + xb`` itself, step by step. Outputs ``(h, c, cache)``;
     see :func:`lstm`. ``cache`` (T, B, 4n) holds the gate activations
     [input, forget, tanh(cell input), output] for the gradient Op.
     """
 
-    def make_node(self, xproj, hh, ci, cf, co, h0, c0):
-        xproj = pt.as_tensor_variable(xproj)
-        dtype = _float_dtype(xproj)
-        xproj = _as(xproj, dtype, 3, 'xproj')
+    __props__ = ('project',)
+
+    def __init__(self, project=False):
+        self.project = bool(project)
+
+    def make_node(self, *inputs):
+        x = pt.as_tensor_variable(inputs[0])
+        dtype = _float_dtype(x)
+        x = _as(x, dtype, 3, 'x' if self.project else 'xproj')
+        proj = []
+        if self.project:
+            proj = [_as(inputs[1], dtype, 2, 'xw'), _as(inputs[2], dtype, 1, 'xb')]
+            inputs = inputs[2:]
+        hh, ci, cf, co, h0, c0 = inputs[1:]
         hh = _as(hh, dtype, 2, 'hh')
         ci, cf, co = (_as(v, dtype, 1, w) for v, w in ((ci, 'ci'), (cf, 'cf'), (co, 'co')))
         h0 = _as(h0, dtype, 2, 'h0')
         c0 = _as(c0, dtype, 2, 'c0')
-        seq = _seq_type(xproj, hh)
-        cache = _tt(dtype, xproj.type.shape)
-        return Apply(self, [xproj, hh, ci, cf, co, h0, c0], [seq(), seq(), cache()])
+        seq = _seq_type(x, hh)
+        n = hh.type.shape[1]
+        cache = _tt(dtype, (x.type.shape[0], x.type.shape[1], n))
+        return Apply(self, [x] + proj + [hh, ci, cf, co, h0, c0], [seq(), seq(), cache()])
 
     def infer_shape(self, fgraph, node, shapes):
-        xs, hs = shapes[0], shapes[1]
+        xs, hs = shapes[0], shapes[3 if self.project else 1]
         seq = (xs[0], xs[1], hs[0])
-        return [seq, seq, xs]
+        return [seq, seq, (xs[0], xs[1], hs[1])]
 
     def perform(self, node, inputs, outputs, params=None):
-        xproj, hh, ci, cf, co, h0, c0 = inputs
-        nT, B, G = xproj.shape
+        x = inputs[0]
+        if self.project:
+            xw, xb = inputs[1:3]
+            inputs = inputs[2:]
+        hh, ci, cf, co, h0, c0 = inputs[1:]
+        nT, B = x.shape[:2]
         n = hh.shape[0]
-        if G != 4 * n or hh.shape != (n, 4 * n) or h0.shape != (B, n) or c0.shape != (B, n):
+        if self.project:
+            if xw.shape != (x.shape[2], 4 * n) or xb.shape != (4 * n,):
+                raise ValueError('lstm: inconsistent input shapes')
+            xproj = x.dot(xw) + xb
+        else:
+            xproj = x
+        if xproj.shape[2] != 4 * n or hh.shape != (n, 4 * n) or h0.shape != (B, n) \
+                or c0.shape != (B, n):
             raise ValueError('lstm: inconsistent input shapes')
-        dtype = xproj.dtype
+        dtype = x.dtype
         h = np.empty((nT, B, n), dtype)
         c = np.empty((nT, B, n), dtype)
-        cache = np.empty((nT, B, G), dtype)
+        cache = np.empty((nT, B, 4 * n), dtype)
         hp, cp = h0, c0
         for t in range(nT):
             g = xproj[t] + hp.dot(hh)
@@ -1765,33 +1877,49 @@ class LSTMOp(_RecurrentCOp):
         outputs[2][0] = cache
 
     def c_code(self, node, name, inputs, outputs, sub):
-        names = ['xproj', 'hh', 'ci', 'cf', 'co', 'h0', 'c0']
+        names = ['x'] + (['xw', 'xb'] if self.project else []) + \
+            ['hh', 'ci', 'cf', 'co', 'h0', 'c0']
         s = dict(zip(names, inputs))
         s.update(zip(['h', 'c', 'cache'], outputs))
-        prep = _c_prepare([('xproj', 'row')] + [(k, 'contig') for k in names[1:]], s, sub['fail'])
+        prep = _c_prepare([('x', 'row')] + [(k, 'contig') for k in names[1:]], s, sub['fail'])
+        s['T'] = 'dtype_%(x)s' % s
+        if self.project:
+            s['nin'] = '(int)PyArray_DIMS(v_x)[2]'
+            s['proj_check'] = ('npy_intp dpw[2] = {PyArray_DIMS(v_x)[2], 4 * (npy_intp)n}, '
+                               'dpb[1] = {4 * (npy_intp)n};\n'
+                               '    if (thn_rec_check(v_xw, 2, dpw, "xw (nin, 4n)") || '
+                               'thn_rec_check(v_xb, 1, dpb, "xb (4n,)")) goto thn_fail;')
+            s['proj_args'] = '(%(T)s*)PyArray_DATA(v_xw), (%(T)s*)PyArray_DATA(v_xb)' % s
+            s['xdims'] = '{nT, B, PyArray_DIMS(v_x)[2]}'
+        else:
+            s['nin'] = '0'
+            s['proj_check'] = ''
+            s['proj_args'] = 'NULL, NULL'
+            s['xdims'] = '{nT, B, 4 * (npy_intp)n}'
         body = prep + """
-const int nT = (int)PyArray_DIMS(v_xproj)[0], B = (int)PyArray_DIMS(v_xproj)[1];
+const int nT = (int)PyArray_DIMS(v_x)[0], B = (int)PyArray_DIMS(v_x)[1];
 const int n = (int)PyArray_DIMS(v_hh)[0];
-const int typenum = PyArray_TYPE(v_xproj);
+const int typenum = PyArray_TYPE(v_x);
 {
-    npy_intp dx[3] = {nT, B, 4 * (npy_intp)n}, dw[2] = {n, 4 * (npy_intp)n};
-    npy_intp dv[1] = {n}, ds[2] = {B, n};
-    if (thn_rec_check(v_xproj, 3, dx, "xproj (T, B, 4n)")
+    npy_intp dx[3] = %(xdims)s, dw[2] = {n, 4 * (npy_intp)n};
+    npy_intp dv[1] = {n}, ds[2] = {B, n}, dg[3] = {nT, B, 4 * (npy_intp)n};
+    if (thn_rec_check(v_x, 3, dx, "x (T, B, 4n or nin)")
         || thn_rec_check(v_hh, 2, dw, "hh (n, 4n)")
         || thn_rec_check(v_ci, 1, dv, "ci") || thn_rec_check(v_cf, 1, dv, "cf")
         || thn_rec_check(v_co, 1, dv, "co") || thn_rec_check(v_h0, 2, ds, "h0 (B, n)")
         || thn_rec_check(v_c0, 2, ds, "c0 (B, n)")) goto thn_fail;
+    %(proj_check)s
     npy_intp dseq[3] = {nT, B, n};
     if (thn_rec_alloc(&%(h)s, 3, dseq, typenum) || thn_rec_alloc(&%(c)s, 3, dseq, typenum)
-        || thn_rec_alloc(&%(cache)s, 3, dx, typenum)) goto thn_fail;
+        || thn_rec_alloc(&%(cache)s, 3, dg, typenum)) goto thn_fail;
 }
-if (thn_lstm_fwd_run(nT, B, n, (dtype_%(xproj)s*)PyArray_DATA(v_xproj),
-    THN_S0(v_xproj), THN_S1(v_xproj),
-    (dtype_%(xproj)s*)PyArray_DATA(v_hh), (dtype_%(xproj)s*)PyArray_DATA(v_ci),
-    (dtype_%(xproj)s*)PyArray_DATA(v_cf), (dtype_%(xproj)s*)PyArray_DATA(v_co),
-    (dtype_%(xproj)s*)PyArray_DATA(v_h0), (dtype_%(xproj)s*)PyArray_DATA(v_c0),
-    (dtype_%(xproj)s*)PyArray_DATA(%(h)s), (dtype_%(xproj)s*)PyArray_DATA(%(c)s),
-    (dtype_%(xproj)s*)PyArray_DATA(%(cache)s))) {
+if (thn_lstm_fwd_run(nT, B, n, (%(T)s*)PyArray_DATA(v_x), THN_S0(v_x), THN_S1(v_x),
+    %(nin)s, %(proj_args)s,
+    (%(T)s*)PyArray_DATA(v_hh), (%(T)s*)PyArray_DATA(v_ci),
+    (%(T)s*)PyArray_DATA(v_cf), (%(T)s*)PyArray_DATA(v_co),
+    (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(v_c0),
+    (%(T)s*)PyArray_DATA(%(h)s), (%(T)s*)PyArray_DATA(%(c)s),
+    (%(T)s*)PyArray_DATA(%(cache)s))) {
     PyErr_NoMemory();
     goto thn_fail;
 }
@@ -1799,7 +1927,6 @@ if (thn_lstm_fwd_run(nT, B, n, (dtype_%(xproj)s*)PyArray_DATA(v_xproj),
         return _c_frame(names, body, sub['fail'], name)
 
     def pullback(self, inputs, outputs, output_grads):
-        xproj, hh, ci, cf, co, h0, c0 = inputs
         h, c, cache = outputs
         gh, gc, gcache = output_grads
         if not _is_disconnected(gcache):
@@ -1807,7 +1934,21 @@ if (thn_lstm_fwd_run(nT, B, n, (dtype_%(xproj)s*)PyArray_DATA(v_xproj),
         if _is_disconnected(gh) and _is_disconnected(gc):
             return [pt.zeros_like(x) for x in inputs]
         given = _output_grads([gh, gc], cache.dtype)
-        return list(LSTMGradOp()(hh, ci, cf, co, h0, c0, h, c, cache, *given))
+        x = inputs[0]
+        rest = inputs[3:] if self.project else inputs[1:]
+        grads = LSTMGradOp(self.project)(*([x, inputs[1]] if self.project else []),
+                                         *rest, h, c, cache, *given)
+        if not self.project:
+            return list(grads)
+        dgates, rest_grads, (dxw, dxb) = grads[0], grads[1:7], grads[7:]
+        return [_input_grad(dgates, inputs[1])] + [dxw, dxb] + list(rest_grads)
+
+
+def _input_grad(dgates, xw):
+    """Gradient of the raw inputs (T, B, nin) from the gates' (T, B, k) and xw (nin, k)."""
+    shape = dgates.shape
+    flat = dgates.reshape((shape[0] * shape[1], shape[2])).dot(xw.T)
+    return flat.reshape((shape[0], shape[1], xw.shape[0]))
 
 
 class LSTMGradOp(_RecurrentCOp):
@@ -1816,26 +1957,50 @@ class LSTMGradOp(_RecurrentCOp):
     Inputs ``(hh, ci, cf, co, h0, c0, h, c, cache, gh, gc)`` where ``gh`` and
     ``gc`` are the gradients arriving at the outputs ``h`` and ``c`` (an empty
     array stands for "none"); outputs the gradients
-    ``(dxproj, dhh, dci, dcf, dco, dh0, dc0)``.
+    ``(dxproj, dhh, dci, dcf, dco, dh0, dc0)``. With ``project=True`` the
+    inputs start with the raw inputs ``x`` and ``xw``, ``dxproj`` is the
+    gradient of the gates' pre-activations and two more outputs follow:
+    ``dxw`` (nin, 4n) and ``dxb`` (4n,).
     """
 
-    def make_node(self, hh, ci, cf, co, h0, c0, h, c, cache, gh, gc):
+    __props__ = ('project',)
+
+    def __init__(self, project=False):
+        self.project = bool(project)
+
+    def make_node(self, *inputs):
+        proj = []
+        if self.project:
+            x, xw = inputs[:2]
+            inputs = inputs[2:]
+        hh, ci, cf, co, h0, c0, h, c, cache, gh, gc = inputs
         dtype = cache.dtype
-        grads = (gh, gc)
         ins = [_as(v, dtype, nd, 'input') for v, nd in zip(
             (hh, ci, cf, co, h0, c0, h, c, cache), (2, 1, 1, 1, 2, 2, 3, 3, 3))]
-        ins += [_as(g, dtype, 3, 'output gradient') for g in grads]
+        ins += [_as(g, dtype, 3, 'output gradient') for g in (gh, gc)]
         hh, ci, cf, co, h0, c0, h, c, cache = ins[:9]
         outs = [cache.type(), hh.type(), ci.type(), cf.type(), co.type(), h0.type(), c0.type()]
-        return Apply(self, ins, outs)
+        if self.project:
+            proj = [_as(x, dtype, 3, 'x'), _as(xw, dtype, 2, 'xw')]
+            outs += [proj[1].type(), _tt(dtype, (proj[1].type.shape[1],))()]
+        return Apply(self, proj + ins, outs)
 
     def infer_shape(self, fgraph, node, shapes):
-        return [shapes[8]] + list(shapes[:6])
+        if self.project:
+            xw = shapes[1]
+            shapes = shapes[2:]
+            extra = [xw, (xw[1],)]
+        else:
+            extra = []
+        return [shapes[8]] + list(shapes[:6]) + extra
 
     def pullback(self, inputs, outputs, output_grads):
         return [grad_not_implemented(self, k, x) for k, x in enumerate(inputs)]
 
     def perform(self, node, inputs, outputs, params=None):
+        if self.project:
+            x = inputs[0]
+            inputs = inputs[2:]
         hh, ci, cf, co, h0, c0, h, c, cache = inputs[:9]
         gh, gc = (_np_grad(g) for g in inputs[9:])
         nT, B, G = cache.shape
@@ -1865,20 +2030,40 @@ class LSTMGradOp(_RecurrentCOp):
             dhr = dx[t].dot(hh.T)
         hprev = np.concatenate([h0[None], h[:-1]], axis=0) if nT else h[:0]
         dhh = hprev.reshape(-1, n).T.dot(dx.reshape(-1, G)).astype(cache.dtype)
-        for k, v in enumerate((dx, dhh, dci, dcf, dco, dhr.astype(cache.dtype),
-                               dcr.astype(cache.dtype))):
+        results = [dx, dhh, dci, dcf, dco, dhr.astype(cache.dtype), dcr.astype(cache.dtype)]
+        if self.project:
+            flat = dx.reshape(-1, G)
+            results += [x.reshape(-1, x.shape[2]).T.dot(flat).astype(cache.dtype),
+                        flat.sum(axis=0).astype(cache.dtype)]
+        for k, v in enumerate(results):
             outputs[k][0] = v
 
     def c_code(self, node, name, inputs, outputs, sub):
+        pnames = ['x', 'xw'] if self.project else []
         names = ['hh', 'ci', 'cf', 'co', 'h0', 'c0', 'h', 'c', 'cache']
         gnames = ['gh', 'gc']
-        s = dict(zip(names + gnames, inputs))
-        s.update(zip(['dx', 'dhh', 'dci', 'dcf', 'dco', 'dh0', 'dc0'], outputs))
-        prep = _c_prepare([(k, 'contig') for k in names] + [(g, 'row') for g in gnames],
+        s = dict(zip(pnames + names + gnames, inputs))
+        onames = ['dx', 'dhh', 'dci', 'dcf', 'dco', 'dh0', 'dc0']
+        s.update(zip(onames + (['dxw', 'dxb'] if self.project else []), outputs))
+        prep = _c_prepare([('x', 'row')] * bool(pnames) + [(k, 'contig') for k in pnames[1:]] +
+                          [(k, 'contig') for k in names] + [(g, 'row') for g in gnames],
                           s, sub['fail'])
         T_ = 'dtype_%(cache)s' % s
         s['T'] = T_
         s.update(gargs=_c_grad_args(gnames, T_), gchecks=_c_grad_checks(gnames))
+        if self.project:
+            s['proj_alloc'] = """
+    npy_intp dpw[2] = {PyArray_DIMS(v_x)[2], 4 * (npy_intp)n}, dpb[1] = {4 * (npy_intp)n};
+    npy_intp dxs[3] = {nT, B, PyArray_DIMS(v_x)[2]};
+    if (thn_rec_check(v_x, 3, dxs, "x") || thn_rec_check(v_xw, 2, dpw, "xw")
+        || thn_rec_alloc(&%(dxw)s, 2, dpw, typenum)
+        || thn_rec_alloc(&%(dxb)s, 1, dpb, typenum)) goto thn_fail;""" % s
+            s['proj_args'] = ('(%(T)s*)PyArray_DATA(v_x), THN_S0(v_x), THN_S1(v_x), '
+                              '(int)PyArray_DIMS(v_x)[2], (%(T)s*)PyArray_DATA(%(dxw)s), '
+                              '(%(T)s*)PyArray_DATA(%(dxb)s)') % s
+        else:
+            s['proj_alloc'] = ''
+            s['proj_args'] = 'NULL, 0, 0, 0, NULL, NULL'
         body = prep + """
 const int nT = (int)PyArray_DIMS(v_cache)[0], B = (int)PyArray_DIMS(v_cache)[1];
 const int n = (int)PyArray_DIMS(v_hh)[0];
@@ -1894,9 +2079,9 @@ const int typenum = PyArray_TYPE(v_cache);
     if (thn_rec_alloc(&%(dx)s, 3, dx, typenum) || thn_rec_alloc(&%(dhh)s, 2, dw, typenum)
         || thn_rec_alloc(&%(dci)s, 1, dv, typenum) || thn_rec_alloc(&%(dcf)s, 1, dv, typenum)
         || thn_rec_alloc(&%(dco)s, 1, dv, typenum) || thn_rec_alloc(&%(dh0)s, 2, ds, typenum)
-        || thn_rec_alloc(&%(dc0)s, 2, ds, typenum)) goto thn_fail;
+        || thn_rec_alloc(&%(dc0)s, 2, ds, typenum)) goto thn_fail;%(proj_alloc)s
 }
-if (thn_lstm_bwd_run(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
+if (thn_lstm_bwd_run(nT, B, n, %(proj_args)s, (%(T)s*)PyArray_DATA(v_hh),
     (%(T)s*)PyArray_DATA(v_ci), (%(T)s*)PyArray_DATA(v_cf), (%(T)s*)PyArray_DATA(v_co),
     (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(v_c0),
     (%(T)s*)PyArray_DATA(v_h), (%(T)s*)PyArray_DATA(v_c), (%(T)s*)PyArray_DATA(v_cache),
@@ -1908,7 +2093,7 @@ if (thn_lstm_bwd_run(nT, B, n, (%(T)s*)PyArray_DATA(v_hh),
     goto thn_fail;
 }
 """ % s
-        return _c_frame(names + gnames, body, sub['fail'], name)
+        return _c_frame(pnames + names + gnames, body, sub['fail'], name)
 
 
 # ---------------------------------------------------------------------------
@@ -2300,7 +2485,7 @@ def _dtype_of(xproj):
     return _float_dtype(pt.as_tensor_variable(xproj))
 
 
-def lstm(xproj, hh, ci, cf, co, h0=None, c0=None):
+def lstm(xproj, hh, ci, cf, co, h0=None, c0=None, xw=None, xb=None):
     """Run a whole LSTM layer (Graves 2013, diagonal peepholes) in one Op.
 
     Per time step, with ``x = xproj[t]`` split into the blocks
@@ -2314,9 +2499,14 @@ def lstm(xproj, hh, ci, cf, co, h0=None, c0=None):
 
     Parameters
     ----------
-    xproj : tensor (T, B, 4n)
+    xproj : tensor (T, B, 4n), or (T, B, nin) when ``xw`` is given
         Projected inputs ``x . W + b`` for every step, time-major, bias
-        included, blocks ordered [input, forget, cell, output].
+        included, blocks ordered [input, forget, cell, output]; or, with
+        ``xw``, the raw inputs, which the Op projects itself inside its time
+        loop (no (T, B, 4n) projection is stored, and the weight gradients
+        accumulate in the loop). Any strides with a contiguous last axis are
+        read without a copy, e.g. a batch-major input dimshuffled to
+        time-major.
     hh : matrix (n, 4n)
         Recurrent weights, same block order.
     ci, cf, co : vector (n,)
@@ -2324,6 +2514,10 @@ def lstm(xproj, hh, ci, cf, co, h0=None, c0=None):
     h0, c0 : matrix (B, n), optional
         Initial hidden and cell states (zeros when None; an (n,) or (1, n)
         state is broadcast over the batch).
+    xw : matrix (nin, 4n), optional
+        Input weights: the Op computes ``xproj . xw + xb``.
+    xb : vector (4n,), optional
+        Bias of the projection (zeros when None); only with ``xw``.
 
     Returns
     -------
@@ -2333,11 +2527,19 @@ def lstm(xproj, hh, ci, cf, co, h0=None, c0=None):
         Cell states ``c_1 .. c_T``.
     """
     dtype = _dtype_of(xproj)
+    xproj = pt.as_tensor_variable(xproj)
     hh = pt.as_tensor_variable(hh)
     n = hh.shape[0]
-    h0 = _initial(h0, pt.as_tensor_variable(xproj), n, dtype)
-    c0 = _initial(c0, pt.as_tensor_variable(xproj), n, dtype)
-    h, c, _ = LSTMOp()(xproj, hh, ci, cf, co, h0, c0)
+    h0 = _initial(h0, xproj, n, dtype)
+    c0 = _initial(c0, xproj, n, dtype)
+    if xw is None:
+        if xb is not None:
+            raise ValueError('lstm: xb (the projection bias) needs xw')
+        h, c, _ = LSTMOp()(xproj, hh, ci, cf, co, h0, c0)
+    else:
+        xw = pt.as_tensor_variable(xw)
+        xb = pt.zeros((xw.shape[1],), dtype) if xb is None else xb
+        h, c, _ = LSTMOp(project=True)(xproj, xw, xb, hh, ci, cf, co, h0, c0)
     return h, c
 
 
