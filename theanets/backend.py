@@ -148,6 +148,27 @@ def set_mode(mode):
     _MODE = mode
 
 
+# linkers that translate every Op to another framework: Ops with only C and
+# Python implementations (the fused recurrent and convolution ops) cannot run there
+_TRANSPILING_LINKERS = ('JAXLinker', 'NumbaLinker', 'PytorchLinker', 'MLXLinker')
+
+
+def runs_custom_ops(mode=None):
+    """Whether ``mode`` (default: the current one) runs Ops implemented in C/Python.
+
+    False for the JAX, NUMBA, PYTORCH and MLX backends, which need a translation
+    of every Op; layers then build their graphs from standard PyTensor Ops
+    (e.g. ``scan`` instead of the fused recurrent ops).
+    """
+    mode = _MODE if mode is None else mode
+    if isinstance(mode, str):
+        if mode.upper() in _NATIVE_SOFTMAX:
+            return False
+        from pytensor.compile.mode import get_mode as _get
+        mode = _get(mode)
+    return type(getattr(mode, 'linker', None)).__name__ not in _TRANSPILING_LINKERS
+
+
 def get_mode():
     """Return the PyTensor mode used for new compiled functions."""
     return _MODE

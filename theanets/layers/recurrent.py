@@ -39,7 +39,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as TT
 
-from .. import util
+from .. import backend, util
 from .base import Layer, _INIT_KWARG
 
 __all__ = ['Recurrent', 'RNN', 'RRNN', 'MUT1', 'GRU', 'LSTM', 'MRNN', 'SCRN', 'Clockwork',
@@ -48,13 +48,14 @@ __all__ = ['Recurrent', 'RNN', 'RRNN', 'MUT1', 'GRU', 'LSTM', 'MRNN', 'SCRN', 'C
 
 #: Run LSTM, GRU and RNN loops with the fused ops of :mod:`theanets.ops.recurrent`
 #: when they apply (no ``bptt_limit``, a supported activation); False forces
-#: :func:`pytensor.scan` everywhere. Read when a graph is built.
+#: :func:`pytensor.scan` everywhere. Read when a graph is built; the JAX, NUMBA,
+#: PYTORCH and MLX modes always use ``scan`` (see :func:`backend.runs_custom_ops`).
 USE_FUSED_OPS = True
 
 
 def _fused_ops():
     """Return :mod:`theanets.ops.recurrent` if its fused loop ops are available, else None."""
-    if not USE_FUSED_OPS:
+    if not USE_FUSED_OPS or not backend.runs_custom_ops():
         return None
     try:
         from ..ops import recurrent as ops

@@ -61,6 +61,8 @@ from pytensor.tensor.blas import ldflags
 from pytensor.tensor.blas_headers import blas_header_text, blas_header_version
 from pytensor.tensor.type import TensorType
 
+from . import cmath
+
 __all__ = ['lstm', 'gru', 'rnn', 'lstm_scan', 'gru_scan', 'rnn_scan',
            'supports_activation', 'LSTMOp', 'LSTMGradOp', 'GRUOp', 'GRUGradOp',
            'RNNOp', 'RNNGradOp']
@@ -75,7 +77,7 @@ _ACTIVATIONS = {
     'sigmoid': ('logistic', 3),
 }
 
-_C_VERSION = 24
+_C_VERSION = 25
 
 # The C modules' shared thread pool (a capsule set by the first one to run).
 _thn_pool = None
@@ -196,51 +198,7 @@ static void thn_rec_transpose(int R, int C, const T* src, int lds, T* dst, int l
         }
 }
 
-/* ---- elementwise math ---------------------------------------------------
-   float32: branch-free exp (range reduction + degree-7 polynomial) that GCC
-   vectorizes; float64: the C library. */
-THN_INLINE float thn_rec_exp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float t = x * 1.44269504088896341f + 12582912.0f;  /* 1.5 * 2^23 */
-    float k = t - 12582912.0f;                            /* round(x / ln 2) */
-    float r = x - k * 0.693359375f;
-    r = r - k * -2.12194440e-4f;                          /* |r| <= ln(2) / 2 */
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits;
-    memcpy(&bits, &t, sizeof bits);
-    bits = (bits - 0x4B400000 + 127) << 23;               /* 2^k */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-THN_INLINE double thn_rec_exp(double x) { return exp(x); }
-
-THN_INLINE float thn_rec_sigmoid(float x) { return 1.0f / (1.0f + thn_rec_exp(-x)); }
-THN_INLINE double thn_rec_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
-
-THN_INLINE float thn_rec_tanh(float x) {
-    float a = x < 0 ? -x : x;
-    float e = thn_rec_exp(-2.0f * a);
-    float big = (1.0f - e) / (1.0f + e);
-    float a2 = a * a;                     /* Taylor series near zero */
-    float small = -1382.0f / 155925.0f;
-    small = small * a2 + 62.0f / 2835.0f;
-    small = small * a2 - 17.0f / 315.0f;
-    small = small * a2 + 2.0f / 15.0f;
-    small = small * a2 - 1.0f / 3.0f;
-    small = (small * a2 + 1.0f) * a;
-    float y = a < 0.25f ? small : big;
-    return x < 0 ? -y : y;
-}
-THN_INLINE double thn_rec_tanh(double x) { return tanh(x); }
+""" + cmath.ELEMENTWISE + r"""
 
 /* activation codes: 0 linear, 1 relu, 2 tanh, 3 logistic */
 template <int ACT, typename T> THN_INLINE T thn_rec_act(T x) {
