@@ -169,6 +169,17 @@ def runs_custom_ops(mode=None):
     return type(getattr(mode, 'linker', None)).__name__ not in _TRANSPILING_LINKERS
 
 
+def arange(n):
+    """Symbolic ``0, 1, ..., n - 1`` (int64) with int64 bounds.
+
+    ``pytensor.tensor.arange(n)`` starts from an int8 constant, and the JAX
+    backend computes the length in the dtype of the bounds: 128 overflows.
+    """
+    import pytensor.tensor as TT
+    zero, one = TT.constant(0, dtype='int64'), TT.constant(1, dtype='int64')
+    return TT.arange(zero, TT.cast(n, 'int64'), one)
+
+
 def get_mode():
     """Return the PyTensor mode used for new compiled functions."""
     return _MODE

@@ -19,10 +19,11 @@ Examples
 
 import logging
 
+import numpy as np
 import pytensor.tensor as TT
 from pytensor.tensor.variable import TensorVariable
 
-from . import util
+from . import backend, util
 
 __all__ = ['Loss', 'MeanSquaredError', 'MeanAbsoluteError', 'GaussianLogLikelihood',
            'MaximumMeanDiscrepancy', 'KullbackLeiblerDivergence', 'CrossEntropy', 'Hinge']
@@ -233,6 +234,27 @@ class CrossEntropy(Loss):
         k = prob.shape[-1]
         return prob.reshape((-1, k)), self._target.flatten()
 
+    def _label_scores(self, outputs):
+        """Flat vector of ``prob[..., label]``: each example's score of its target class.
+
+        A gather in modes that run C code. Backends that trace the graph (JAX)
+        need ``arange`` bounds that are constants, so there, with the number of
+        classes known from the output layer's weights, the score is picked by
+        a one-hot mask instead.
+        """
+        prob, labels = outputs[self.output_name], self._target
+        nd = prob.ndim
+        classes = prob.type.shape[-1]
+        if classes is not None and not backend.runs_custom_ops():
+            onehot = TT.eq(TT.shape_padright(labels), np.arange(classes, dtype='int64'))
+            return (prob * onehot).sum(axis=-1).flatten()
+        index = []
+        for axis in range(nd - 1):
+            shape = [1] * (nd - 1)
+            shape[axis] = -1
+            index.append(backend.arange(prob.shape[axis]).reshape(tuple(shape)))
+        return prob[tuple(index) + (labels,)].flatten()
+
     def _flat_weights(self):
         return None if self._weights is None else self._weights.flatten()
 
@@ -241,8 +263,7 @@ class CrossEntropy(Loss):
         return err.mean() if w is None else (w * err).sum() / w.sum()
 
     def __call__(self, outputs):
-        prob, labels = self._flat(outputs)
-        p_true = prob[TT.arange(labels.shape[0]), labels]
+        p_true = self._label_scores(outputs)
         return self._mean(-TT.log(TT.clip(p_true, 1e-8, 1)))
 
     def accuracy(self, outputs):
@@ -255,6 +276,6 @@ class Hinge(CrossEntropy):
     r"""Multiclass hinge loss: :math:`\mathrm{mean}\max(0, \max_k (o_k - o_{label}))`."""
 
     def __call__(self, outputs):
-        prob, labels = self._flat(outputs)
-        true = prob[TT.arange(labels.shape[0]), labels]
+        prob, _ = self._flat(outputs)
+        true = self._label_scores(outputs)
         return self._mean(TT.maximum(0, (prob - true[:, None]).max(axis=-1)))

@@ -351,7 +351,9 @@ class Layer(util.Registrar):
         if any(p.name == full for p in self._params):
             raise util.ConfigurationError(
                 'layer {!r} already has a parameter named {!r}'.format(self.name, name))
-        param = pytensor.shared(np.asarray(value, dtype=util.FLOAT), name=full)
+        value = np.asarray(value, dtype=util.FLOAT)
+        # static shapes: products and output sizes are known when graphs are built
+        param = pytensor.shared(value, name=full, shape=value.shape)
         self._params.append(param)
         return param
 

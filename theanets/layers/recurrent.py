@@ -805,7 +805,7 @@ class Clockwork(Recurrent):
     def transform(self, inputs):
         xp = self._project(inputs, self.find('xh'), self.find('b'))
         h0 = self._initial('h_0', inputs)
-        steps = TT.arange(xp.shape[0])
+        steps = backend.arange(xp.shape[0])
         hh = self.find('hh') * TT.constant(self.recurrent_mask())
         periods = TT.constant(self.unit_periods().astype('int64'))
 
