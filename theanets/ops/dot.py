@@ -19,7 +19,7 @@ from pytensor.graph.basic import Apply
 
 from . import recurrent as _rec
 
-_C_VERSION = 1
+_C_VERSION = 2
 
 _DOT_CODE = r"""
 #ifndef THN_DOT_SUPPORT
@@ -36,6 +36,7 @@ struct thn_dot_job {
     npy_intp ldb;
     float* C;
     npy_intp ldc;
+    bool accumulate;
 };
 
 #ifdef THN_FAST
@@ -48,7 +49,7 @@ static void thn_dot_rows(const thn_dot_job* j, int r0, int r1) {
             for (int c = 0; c < j->N; c += 32) {
                 const int nc = j->N - c < 32 ? j->N - c : 32;
                 thn_mm(rl, kl, nc, a, j->ars, j->aks, j->B + (npy_intp)kb * j->ldb + c, j->ldb,
-                       j->C + rb * j->ldc + c, j->ldc, kb > 0);
+                       j->C + rb * j->ldc + c, j->ldc, kb > 0 || j->accumulate);
             }
         }
     }
@@ -63,12 +64,15 @@ static void thn_dot_task(void* ctx, int tid, int nt) {
 }
 #endif
 
-/* C (M x N, row stride ldc) = A (M x K) . B (K x N); A(r, k) = A[r ars + k aks],
-   B(k, c) = B[k brs + c bcs]. Returns -1 when out of memory. */
+/* C (M x N, row stride ldc) = A (M x K) . B (K x N), or C += A . B with
+   `accumulate`; A(r, k) = A[r ars + k aks], B(k, c) = B[k brs + c bcs].
+   Returns -1 when out of memory. */
 static int thn_dot(int M, int N, int K, const float* A, npy_intp ars, npy_intp aks,
-                   const float* B, npy_intp brs, npy_intp bcs, float* C, npy_intp ldc) {
+                   const float* B, npy_intp brs, npy_intp bcs, float* C, npy_intp ldc,
+                   bool accumulate = false) {
     if (M == 0 || N == 0) return 0;
     if (K == 0) {
+        if (accumulate) return 0;
         for (int r = 0; r < M; ++r) memset(C + r * ldc, 0, N * sizeof(float));
         return 0;
     }
@@ -87,7 +91,7 @@ static int thn_dot(int M, int N, int K, const float* A, npy_intp ars, npy_intp a
             B = packed;
             ldb = N;
         }
-        thn_dot_job job = {M, N, K, A, ars, aks, B, ldb, C, ldc};
+        thn_dot_job job = {M, N, K, A, ars, aks, B, ldb, C, ldc, accumulate};
         int nt = 2.0 * M * N * K < 4e5 ? 1 : thn_max_threads();
         const int tiles = (M + 7) / 8;
         thn_run(nt < tiles ? nt : tiles, thn_dot_task, &job);
@@ -98,18 +102,27 @@ static int thn_dot(int M, int N, int K, const float* A, npy_intp ars, npy_intp a
     /* BLAS: needs unit stride along one axis of each operand */
     const bool at = ars == 1, bt = brs == 1;
     thn_rec_gemm<float>(at, bt, M, N, K, 1.0f, A, at ? aks : ars, B, bt ? bcs : brs,
-                        0.0f, C, ldc);
+                        accumulate ? 1.0f : 0.0f, C, ldc);
     return 0;
 }
 #endif
 """
 
 
+def support_code():
+    """C support code defining ``thn_dot`` (with the recurrent ops' kernels and pool).
+
+    Ops that include it should also take the link flags and cache version of
+    :class:`DotOp` (subclass it or its base ``_RecurrentCOp``).
+    """
+    return _rec._RecurrentCOp().c_support_code() + _DOT_CODE
+
+
 class DotOp(_rec._RecurrentCOp):
     """``A . B`` for float32 matrices: inputs ``A`` (M, K), ``B`` (K, N); output (M, N)."""
 
     def c_support_code(self, **kwargs):
-        return super().c_support_code(**kwargs) + _DOT_CODE
+        return support_code()
 
     def c_code_cache_version(self):
         return (_C_VERSION,) + super().c_code_cache_version()
