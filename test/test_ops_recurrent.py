@@ -461,3 +461,41 @@ def test_lstm_projection_rejects_a_bias_without_weights():
     v = symbols(cast(lstm_values(np.random.RandomState(23)), 'float32'), 'float32')
     with pytest.raises(ValueError, match='xb'):
         rec.lstm(*v, xb=pt.vector(dtype='float32'))
+
+
+def _lstm_nodes(f):
+    return [n.op for n in f.maker.fgraph.apply_nodes if isinstance(n.op, rec.LSTMOp)]
+
+
+@pytest.mark.parametrize('project', [False, True])
+def test_lstm_without_a_reader_of_its_cache_runs_forward_only(project):
+    rng = np.random.RandomState(30)
+    x = pt.tensor3('x', dtype='float32')
+    n, nin = 40, 7
+    xw = pytensor.shared((rng.randn(nin, 4 * n) * 0.3).astype('float32'))
+    xb = pytensor.shared(rng.randn(4 * n).astype('float32'))
+    hh = pytensor.shared((rng.randn(n, 4 * n) * 0.1).astype('float32'))
+    peeps = [pytensor.shared((rng.randn(n) * 0.1).astype('float32')) for _ in range(3)]
+    if project:
+        h, c = rec.lstm(x, hh, *peeps, xw=xw, xb=xb)
+    else:
+        h, c = rec.lstm(x.dot(xw) + xb, hh, *peeps)
+    predict = backend.function([x], [h, c])
+    train = backend.function([x], [h, c] + pytensor.grad((h ** 2).sum(), [hh]))
+    assert [op.keep_cache for op in _lstm_nodes(predict)] == [False]
+    assert [op.keep_cache for op in _lstm_nodes(train)] == [True]
+    xv = rng.randn(9, 5, nin).astype('float32')
+    for a, b in zip(predict(xv), train(xv)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_lstm_forward_only_perform_and_no_gradient():
+    values = cast(lstm_values(np.random.RandomState(31)), 'float32')
+    syms = symbols(values, 'float32')
+    h, c, cache = rec.LSTMOp(keep_cache=False)(*syms)
+    got = pytensor.function(syms, [h, c, cache], mode=PY_MODE)(*values)
+    want = np_lstm(*values)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
+    assert got[2].shape == (1, B, 4 * N)
+    with pytest.raises(NotImplementedError, match='cache'):
+        pytensor.grad(h.sum(), syms[1])

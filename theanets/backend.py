@@ -130,6 +130,8 @@ _register_softmax_inlining()
 # OpenBLAS's Haswell kernels here): a rewrite placed before PyTensor's BLAS
 # rewrites, in modes that theanets builds, on CPUs with AVX-512
 _FAST_DOT_TAG = 'theanets_fast_dot'
+# LSTM ops that keep no per-step cache where nothing reads it (theanets.ops.recurrent)
+_LSTM_FORWARD_ONLY_TAG = 'theanets_lstm_forward_only'
 
 
 def _cpu_has_avx512():
@@ -178,8 +180,10 @@ def _compile_mode():
         return _MODE
     from pytensor.compile.mode import get_mode
     mode = get_mode(_MODE).including(_INLINE_TAG)
-    if fast_dot_enabled() and runs_custom_ops(mode):
-        mode = mode.including(_FAST_DOT_TAG)
+    if runs_custom_ops(mode):
+        mode = mode.including(_LSTM_FORWARD_ONLY_TAG)
+        if fast_dot_enabled():
+            mode = mode.including(_FAST_DOT_TAG)
     return mode
 
 

@@ -115,7 +115,7 @@ def support_code():
     Ops that include it should also take the link flags and cache version of
     :class:`DotOp` (subclass it or its base ``_RecurrentCOp``).
     """
-    return _rec._RecurrentCOp().c_support_code() + _DOT_CODE
+    return _rec.support_code() + _DOT_CODE
 
 
 class DotOp(_rec._RecurrentCOp):

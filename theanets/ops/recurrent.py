@@ -53,7 +53,9 @@ import scipy.special
 import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, grad_not_implemented
+from pytensor.compile import optdb
 from pytensor.graph.basic import Apply
+from pytensor.graph.rewriting.basic import in2out, node_rewriter
 from pytensor.link.c.op import COp
 from pytensor.link.c.params_type import ParamsType
 from pytensor.scalar import int32 as scalar_int32
@@ -77,7 +79,7 @@ _ACTIVATIONS = {
     'sigmoid': ('logistic', 3),
 }
 
-_C_VERSION = 25
+_C_VERSION = 26
 
 # The C modules' shared thread pool (a capsule set by the first one to run).
 _thn_pool = None
@@ -456,9 +458,10 @@ static THN_HOT int thn_lstm_fwd(int nT, int B, int n,
                                 const T* xp, npy_intp xs0, npy_intp xs1,
                                 int nin, const T* xw, const T* xb,
                                 const T* hh, const T* ci, const T* cf, const T* co,
-                                const T* h0, const T* c0, T* h, T* c, T* cache) {
+                                const T* h0, const T* c0, T* h, T* c, T* cache,
+                                bool keep) {
     const int G = 4 * n;
-    const size_t Bn = (size_t)B * n, BG = (size_t)B * G;
+    const size_t Bn = (size_t)B * n, BG = keep ? (size_t)B * G : 0;
     for (int t = 0; t < nT; ++t) {
         T* g = cache + t * BG;
         const T* hp = t ? h + (t - 1) * Bn : h0;
@@ -1135,9 +1138,9 @@ static THN_HOT int thn_lstm_fwd_fast(int nT, int B, int n,
                                      int nin, const float* xw, const float* xb,
                                      const float* hh, const float* ci, const float* cf,
                                      const float* co, const float* h0, const float* c0,
-                                     float* h, float* c, float* cache) {
+                                     float* h, float* c, float* cache, bool keep) {
     const int G = 4 * n;
-    const size_t Bn = (size_t)B * n, BG = (size_t)B * G;
+    const size_t Bn = (size_t)B * n, BG = keep ? (size_t)B * G : 0;
     thn_pack W, WX;
     W.p = WX.p = NULL;
     if (thn_pack_init(&W, n, G, n, hh, G, 1) || (xw && thn_pack_init(&WX, nin, G, n, xw, G, 1))) {
@@ -1501,8 +1504,9 @@ static THN_HOT int thn_rnn_bwd_fast(int nT, int B, int n,
 
 #define THN_LSTM_FWD_ARGS(T) int nT, int B, int n, const T* xp, npy_intp xs0, npy_intp xs1, \
     int nin, const T* xw, const T* xb, const T* hh, const T* ci, const T* cf, const T* co, \
-    const T* h0, const T* c0, T* h, T* c, T* cache
-#define THN_LSTM_FWD_PASS nT, B, n, xp, xs0, xs1, nin, xw, xb, hh, ci, cf, co, h0, c0, h, c, cache
+    const T* h0, const T* c0, T* h, T* c, T* cache, bool keep
+#define THN_LSTM_FWD_PASS nT, B, n, xp, xs0, xs1, nin, xw, xb, hh, ci, cf, co, h0, c0, h, c, \
+    cache, keep
 static int thn_lstm_fwd_run(THN_LSTM_FWD_ARGS(double)) {
     return thn_lstm_fwd<double>(THN_LSTM_FWD_PASS);
 }
@@ -1607,13 +1611,18 @@ def _blas_callback_setter():
     return '\n#define THN_BLAS_CALLBACK_SETTER {}\n'.format(name)
 
 
+def support_code():
+    """C support code of the recurrent Ops: BLAS declarations, kernels, thread pool."""
+    return blas_header_text() + _blas_callback_setter() + _SUPPORT_CODE
+
+
 class _RecurrentCOp(COp):
     """Shared C plumbing: BLAS headers, link flags, cache versioning."""
 
     __props__ = ()
 
     def c_support_code(self, **kwargs):
-        return blas_header_text() + _blas_callback_setter() + _SUPPORT_CODE
+        return support_code()
 
     def c_libraries(self, **kwargs):
         return ldflags()
@@ -1766,13 +1775,17 @@ class LSTMOp(_RecurrentCOp):
     ``(x, xw, xb, hh, ci, cf, co, h0, c0)`` where the Op computes the
     projection ``x . xw + xb`` itself, step by step. Outputs ``(h, c, cache)``;
     see :func:`lstm`. ``cache`` (T, B, 4n) holds the gate activations
-    [input, forget, tanh(cell input), output] for the gradient Op.
+    [input, forget, tanh(cell input), output] for the gradient Op. With
+    ``keep_cache=False`` (put in place by a rewrite when nothing reads the
+    cache, e.g. in prediction functions) ``cache`` is a (1, B, 4n) scratch
+    area reused by every step, which stays in the CPU caches.
     """
 
-    __props__ = ('project',)
+    __props__ = ('project', 'keep_cache')
 
-    def __init__(self, project=False):
+    def __init__(self, project=False, keep_cache=True):
         self.project = bool(project)
+        self.keep_cache = bool(keep_cache)
 
     def make_node(self, *inputs):
         x = pt.as_tensor_variable(inputs[0])
@@ -1795,7 +1808,7 @@ class LSTMOp(_RecurrentCOp):
     def infer_shape(self, fgraph, node, shapes):
         xs, hs = shapes[0], shapes[3 if self.project else 1]
         seq = (xs[0], xs[1], hs[0])
-        return [seq, seq, (xs[0], xs[1], hs[1])]
+        return [seq, seq, (xs[0] if self.keep_cache else 1, xs[1], hs[1])]
 
     def perform(self, node, inputs, outputs, params=None):
         x = inputs[0]
@@ -1832,7 +1845,7 @@ class LSTMOp(_RecurrentCOp):
             hp, cp = h[t], c[t]
         outputs[0][0] = h
         outputs[1][0] = c
-        outputs[2][0] = cache
+        outputs[2][0] = cache if self.keep_cache else np.zeros((1, B, 4 * n), dtype)
 
     def c_code(self, node, name, inputs, outputs, sub):
         names = ['x'] + (['xw', 'xb'] if self.project else []) + \
@@ -1841,6 +1854,7 @@ class LSTMOp(_RecurrentCOp):
         s.update(zip(['h', 'c', 'cache'], outputs))
         prep = _c_prepare([('x', 'row')] + [(k, 'contig') for k in names[1:]], s, sub['fail'])
         s['T'] = 'dtype_%(x)s' % s
+        s['keep'] = 'true' if self.keep_cache else 'false'
         if self.project:
             s['nin'] = '(int)PyArray_DIMS(v_x)[2]'
             s['proj_check'] = ('npy_intp dpw[2] = {PyArray_DIMS(v_x)[2], 4 * (npy_intp)n}, '
@@ -1860,7 +1874,8 @@ const int n = (int)PyArray_DIMS(v_hh)[0];
 const int typenum = PyArray_TYPE(v_x);
 {
     npy_intp dx[3] = %(xdims)s, dw[2] = {n, 4 * (npy_intp)n};
-    npy_intp dv[1] = {n}, ds[2] = {B, n}, dg[3] = {nT, B, 4 * (npy_intp)n};
+    npy_intp dv[1] = {n}, ds[2] = {B, n};
+    npy_intp dg[3] = {%(keep)s ? nT : 1, B, 4 * (npy_intp)n};
     if (thn_rec_check(v_x, 3, dx, "x (T, B, 4n or nin)")
         || thn_rec_check(v_hh, 2, dw, "hh (n, 4n)")
         || thn_rec_check(v_ci, 1, dv, "ci") || thn_rec_check(v_cf, 1, dv, "cf")
@@ -1877,7 +1892,7 @@ if (thn_lstm_fwd_run(nT, B, n, (%(T)s*)PyArray_DATA(v_x), THN_S0(v_x), THN_S1(v_
     (%(T)s*)PyArray_DATA(v_cf), (%(T)s*)PyArray_DATA(v_co),
     (%(T)s*)PyArray_DATA(v_h0), (%(T)s*)PyArray_DATA(v_c0),
     (%(T)s*)PyArray_DATA(%(h)s), (%(T)s*)PyArray_DATA(%(c)s),
-    (%(T)s*)PyArray_DATA(%(cache)s))) {
+    (%(T)s*)PyArray_DATA(%(cache)s), %(keep)s)) {
     PyErr_NoMemory();
     goto thn_fail;
 }
@@ -1887,6 +1902,8 @@ if (thn_lstm_fwd_run(nT, B, n, (%(T)s*)PyArray_DATA(v_x), THN_S0(v_x), THN_S1(v_
     def pullback(self, inputs, outputs, output_grads):
         h, c, cache = outputs
         gh, gc, gcache = output_grads
+        if not self.keep_cache:
+            raise NotImplementedError('an LSTMOp without its cache has no gradient')
         if not _is_disconnected(gcache):
             raise NotImplementedError('the LSTM cache output is internal and has no gradient')
         if _is_disconnected(gh) and _is_disconnected(gc):
@@ -1907,6 +1924,27 @@ def _input_grad(dgates, xw):
     shape = dgates.shape
     flat = dgates.reshape((shape[0] * shape[1], shape[2])).dot(xw.T)
     return flat.reshape((shape[0], shape[1], xw.shape[0]))
+
+
+#: Tag of the rewrite below; :mod:`theanets.backend` includes it in its modes.
+FORWARD_ONLY_TAG = 'theanets_lstm_forward_only'
+
+
+@node_rewriter([LSTMOp])
+def _lstm_forward_only(fgraph, node):
+    """An LSTMOp whose cache nothing reads keeps one step of it (e.g. predictions)."""
+    if not node.op.keep_cache or fgraph.clients.get(node.outputs[2]):
+        return None
+    h, c, _ = LSTMOp(node.op.project, keep_cache=False)(*node.inputs)
+    return {node.outputs[0]: h, node.outputs[1]: c}
+
+
+def _register_rewrites():
+    if FORWARD_ONLY_TAG not in optdb.__db__:
+        optdb.register(FORWARD_ONLY_TAG, in2out(_lstm_forward_only), position=49.2)
+
+
+_register_rewrites()
 
 
 class LSTMGradOp(_RecurrentCOp):
