@@ -7,15 +7,27 @@ Network (LeNet-like, channels-last for PyTensor, NCHW for PyTorch)::
 
 Each PyTensor formulation (``--methods``) is compiled with
 :func:`theanets.backend.function`; runs are interleaved with PyTorch's (if it is
-importable) and the median examples/s of several rounds is printed.
+importable) and the median examples/s of several rounds is printed. The
+``fused`` method uses the C Ops of :mod:`theanets.ops.conv_fused` for the
+convolutions and the pooling; the others pool with the pure-PyTensor
+formulation. ``--profile`` prints PyTensor's per-node profile of one method.
 
 Usage::
 
     python benchmarks/bench_ops_conv.py [--batch 64] [--rounds 5] [--steps 10]
-        [--methods im2col,im2col_first,im2col_last,shift] [--threads N] [--signal]
+        [--methods fused,im2col,im2col_first,im2col_last,shift] [--threads N] [--signal]
+        [--chunk-bytes N] [--profile METHOD]
 
 ``--signal`` also times one step of the (very slow) pytensor.tensor.signal
 formulation on 4 examples.
+
+Both frameworks allocate multi-megabyte arrays each step, and glibc serves
+them with fresh (page-faulting) memory until its dynamic mmap threshold has
+grown past their size, which depends on what ran before in the process: the
+same PyTorch step differs by up to 40% between processes. For comparisons
+that do not depend on it, set ``MALLOC_MMAP_THRESHOLD_=33554432`` and
+``MALLOC_TRIM_THRESHOLD_=268435456`` (the first alone disables the dynamic
+threshold and makes it worse).
 """
 
 import argparse
@@ -59,15 +71,16 @@ def init_params(seed=0):
                 w3=(rng.randn(4 * 4 * 64, 10) / 32).astype('f'), b3=np.zeros(10, 'f'))
 
 
-def build_pytensor(params, method, pool_mode='max'):
+def build_pytensor(params, method, pool_mode='max', profile=False):
     """Compile one SGD step; returns f(x, y) -> loss."""
     shared = {k: pytensor.shared(v.copy(), name=k) for k, v in params.items()}
     x = pt.tensor4('x', shape=(None, 28, 28, 1))   # static channels: lets 'im2col' choose
     y = pt.ivector('y')
+    pool = 'fused' if method == 'fused' else 'pytensor'
     h = C.conv2d(x, shared['w1'], method=method) + shared['b1']
-    h = C.pool2d(pt.maximum(h, 0), 2, mode=pool_mode)
+    h = C.pool2d(pt.maximum(h, 0), 2, mode=pool_mode, method=pool)
     h = C.conv2d(h, shared['w2'], method=method) + shared['b2']
-    h = C.pool2d(pt.maximum(h, 0), 2, mode=pool_mode)
+    h = C.pool2d(pt.maximum(h, 0), 2, mode=pool_mode, method=pool)
     h = h.reshape((h.shape[0], -1))
     logits = pt.dot(h, shared['w3']) + shared['b3']
     logp = logits - pt.logsumexp(logits, axis=1, keepdims=True)
@@ -75,7 +88,8 @@ def build_pytensor(params, method, pool_mode='max'):
     names = sorted(shared)
     grads = pytensor.grad(loss, [shared[k] for k in names])
     updates = [(shared[k], shared[k] - LR * g) for k, g in zip(names, grads)]
-    return theanets.backend.function([x, y], loss, updates=updates, name=method)
+    return theanets.backend.function([x, y], loss, updates=updates, name=method,
+                                     profile=profile or None)
 
 
 def build_torch(params):
@@ -120,7 +134,11 @@ def main():
     parser.add_argument('--batch', type=int, default=64)
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--steps', type=int, default=10)
-    parser.add_argument('--methods', default='im2col,im2col_first,im2col_last,shift')
+    parser.add_argument('--methods', default='fused,im2col,im2col_first,im2col_last,shift')
+    parser.add_argument('--chunk-bytes', type=int, default=None,
+                        help='patch-matrix bytes per chunk of the fused Ops')
+    parser.add_argument('--profile', default=None, metavar='METHOD',
+                        help="print PyTensor's profile of this method's step")
     parser.add_argument('--pool-mode', default='max')
     parser.add_argument('--threads', type=int, default=None,
                         help='BLAS/OpenMP threads for both frameworks (default: unchanged)')
@@ -133,10 +151,15 @@ def main():
     x = rng.rand(args.batch, 28, 28, 1).astype('f')
     y = rng.randint(0, 10, size=args.batch).astype('int32')
 
+    if args.chunk_bytes:
+        from theanets.ops import conv_fused
+        conv_fused.CHUNK_BYTES = args.chunk_bytes
     runners = {}
     for method in args.methods.split(','):
         t0 = time.perf_counter()
-        runners[method] = (build_pytensor(params, method, args.pool_mode), (x, y), args.steps)
+        runners[method] = (build_pytensor(params, method, args.pool_mode,
+                                          profile=method == args.profile),
+                           (x, y), args.steps)
         print('compiled {} in {:.1f}s'.format(method, time.perf_counter() - t0))
     try:
         import torch
@@ -171,6 +194,8 @@ def main():
         if 'torch' in med and name != 'torch':
             line += '   ratio to torch {:.3f}'.format(rate / med['torch'])
         print(line)
+    if args.profile in runners:
+        runners[args.profile][0].profile.summary(n_ops_to_print=0, n_apply_to_print=15)
 
 
 if __name__ == '__main__':

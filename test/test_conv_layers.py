@@ -186,3 +186,32 @@ def test_conv_models_train_with_regularizers(algo):
     net.train([x, y], algo=algo, learning_rate=1e-2, momentum=0.5, max_updates=20,
               validate_every=1, weight_l2=1e-4, hidden_dropout=0.1)
     assert net.score(x, y) > before
+
+
+def test_conv_net_runs_fused_ops_and_matches_pure_pytensor(monkeypatch):
+    """In C mode a conv + pool net compiles to the fused ops; its outputs and
+    gradients equal those of the pure-PyTensor formulations."""
+    import pytensor
+    from theanets.ops import conv as conv_ops
+
+    def build():
+        net = theanets.convolution.Regressor([
+            (7, 6, 2), dict(form='conv2', size=3, filter_size=(3, 2), stride=(1, 2),
+                            border_mode='same'),
+            dict(form='pool2', pool_size=(2, 2)), 'flatten', 2], rng=8)
+        loss = net.loss()
+        params = [net.find('hid1', 'w'), net.find('hid1', 'b')]
+        return theanets.backend.function(net.variables, [loss] + pytensor.grad(loss, params))
+
+    fused = build()
+    ops = {type(n.op).__name__ for n in fused.maker.fgraph.apply_nodes}
+    assert {'Conv2dOp', 'Conv2dGradWeightsOp', 'Pool2dOp', 'Pool2dGradOp'} <= ops
+    assert 'Conv2dGradInputsOp' not in ops           # the input layer needs no dx
+    monkeypatch.setattr(conv_ops, '_use_fused', lambda *variables: False)
+    pure = build()
+    assert 'Conv2dOp' not in {type(n.op).__name__ for n in pure.maker.fgraph.apply_nodes}
+    rng = np.random.RandomState(9)
+    x = rng.randn(4, 7, 6, 2).astype('f')
+    y = rng.randn(4, 2).astype('f')
+    for a, b in zip(fused(x, y), pure(x, y)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -1,8 +1,11 @@
 r"""Symbolic convolution and pooling for channels-last tensors.
 
-PyTensor no longer ships Theano's ``conv2d`` or ``pool_2d``. This module builds
-them out of ordinary PyTensor operations, so that gradients, shape inference and
-every compilation mode work without custom C code.
+PyTensor no longer ships Theano's ``conv2d`` or ``pool_2d``. This module provides
+them in two ways: fused Ops with C code (:mod:`theanets.ops.conv_fused`, the
+default in modes that run C/Python Ops, see
+:func:`theanets.backend.runs_custom_ops`), and formulations built out of
+ordinary PyTensor operations, so that gradients, shape inference and every
+compilation mode (JAX, Numba, ...) work without custom code.
 
 Convolution convention
 ----------------------
@@ -30,8 +33,19 @@ Border modes
 
 Formulations
 ------------
-``'im2col'`` (the default, fastest measured on CPU, see
-``benchmarks/bench_ops_conv.py``)
+``method=None`` picks ``'fused'`` when the current theanets mode runs custom
+Ops (:func:`theanets.backend.runs_custom_ops`: PyTensor's C and Python modes,
+not JAX/Numba/PyTorch/MLX) and the inputs are float32/float64, else
+:data:`DEFAULT_METHOD` (``'im2col'``).
+
+``'fused'`` (fastest measured on CPU, see ``benchmarks/bench_ops_conv.py``)
+    one Op in C (:class:`theanets.ops.conv_fused.Conv2dOp`) that copies the
+    patches of a cache-sized chunk of output positions at a time and
+    multiplies them with the kernel in one matrix product per chunk (BLAS,
+    or AVX-512 kernels for float32 where available); its gradient Ops do the
+    same for ``dx`` and ``dw``. Only first derivatives. :func:`conv1d` runs
+    it on a size-1 width axis.
+``'im2col'`` (the default of the pure-PyTensor formulations)
     every filter offset is one strided slice of the padded input; the slices
     are stacked into one patch matrix and a single matrix product with the
     flattened kernel gives the output. Picks ``'im2col_first'`` when the input's
@@ -58,10 +72,13 @@ Pooling
 do not fit entirely inside the input are dropped (Theano's
 ``ignore_border=True``), so the output has ``(size - p) // s + 1`` steps. For a
 max over tied values the gradient goes to every tied element (as in Theano).
-Non-overlapping windows (``stride == pool_size``, the usual case) are pooled by
-cropping, reshaping each axis into (windows, pool) and one reduction; other
-strides take the elementwise maximum (or mean) of one strided slice per window
-offset, about twice as slow.
+In modes that run custom Ops, pooling of float32/float64 data uses the fused
+:class:`theanets.ops.conv_fused.Pool2dOp` (one C loop; its gradient Op too;
+``pool1d`` runs it on a size-1 width axis). Otherwise (or with
+``method='pytensor'``), non-overlapping windows (``stride == pool_size``, the
+usual case) are pooled by cropping, reshaping each axis into (windows, pool)
+and one reduction; other strides stack one strided slice per window offset
+and reduce over the stack (a mean adds the slices).
 """
 
 import itertools
@@ -73,13 +90,15 @@ from pytensor.tensor.extra_ops import cpu_contiguous
 
 __all__ = ['conv1d', 'conv2d', 'output_length', 'output_shape',
            'pool1d', 'pool2d', 'pool_output_length', 'pool_output_shape',
-           'BORDER_MODES', 'POOL_MODES', 'METHODS']
+           'BORDER_MODES', 'POOL_MODES', 'METHODS', 'POOL_METHODS']
 
 BORDER_MODES = ('valid', 'full', 'same')
 POOL_MODES = ('max', 'mean', 'average')
-METHODS = ('im2col', 'im2col_first', 'im2col_last', 'shift', 'signal')
+METHODS = ('fused', 'im2col', 'im2col_first', 'im2col_last', 'shift', 'signal')
+POOL_METHODS = ('fused', 'pytensor')
 
-#: formulation used when ``method`` is not given.
+#: pure-PyTensor formulation used when ``method`` is not given and the fused
+#: Op cannot run (see :func:`_use_fused`).
 DEFAULT_METHOD = 'im2col'
 
 
@@ -171,6 +190,23 @@ def pool_output_shape(sizes, pool_size, stride=None):
 
 
 # ----------------------------------------------------------------- convolution
+
+def _use_fused(*variables):
+    """Whether the fused C Ops can run for these inputs in the current mode."""
+    from .. import backend
+    from . import conv_fused
+    return backend.runs_custom_ops() and conv_fused.supports_dtype(
+        *[v.dtype for v in variables])
+
+
+def _conv_method(method, x, w):
+    """The formulation to use: ``method``, or the automatic choice for ``None``."""
+    if method is None:
+        return 'fused' if _use_fused(x, w) else DEFAULT_METHOD
+    if method not in METHODS:
+        raise ValueError('method must be one of {}, not {!r}'.format(METHODS, method))
+    return method
+
 
 def _filter_shape(w, nspatial, filter_size):
     """Static spatial filter sizes of ``w`` (n, C, f1, ..., fk)."""
@@ -303,8 +339,9 @@ def conv1d(x, w, stride=1, border_mode='valid', filter_size=None, method=None):
     filter_size : int or (1, int), optional
         ``f``; needed only when it cannot be read from ``w`` (static shape or
         shared value).
-    method : {'im2col', 'im2col_first', 'im2col_last', 'shift', 'signal'}, optional
-        Formulation; default :data:`DEFAULT_METHOD`.
+    method : {'fused', 'im2col', 'im2col_first', 'im2col_last', 'shift', 'signal'}, optional
+        Formulation (see the module docstring); default: ``'fused'`` where it
+        can run, else :data:`DEFAULT_METHOD`.
 
     Returns
     -------
@@ -326,8 +363,14 @@ def conv1d(x, w, stride=1, border_mode='valid', filter_size=None, method=None):
         raise ValueError('conv1d weights must have shape (n, C, 1, f), got (n, C, {}, {})'
                          .format(*f))
     stride = _tuple(stride, 1, 'stride')
-    return _conv_nd(x, w[:, :, 0, :], (f[1],), stride, border_mode,
-                    method or DEFAULT_METHOD)
+    method = _conv_method(method, x, w)
+    if method == 'fused':
+        from . import conv_fused
+        # a size-1 width axis: (B, 1, T, C) convolved with (n, C, 1, f).
+        out = conv_fused.conv2d(x.dimshuffle(0, 'x', 1, 2), w, stride=(1,) + stride,
+                                border_mode=border_mode, filter_size=f)
+        return out[:, 0]
+    return _conv_nd(x, w[:, :, 0, :], (f[1],), stride, border_mode, method)
 
 
 def conv2d(x, w, stride=(1, 1), border_mode='valid', filter_size=None, method=None):
@@ -345,8 +388,9 @@ def conv2d(x, w, stride=(1, 1), border_mode='valid', filter_size=None, method=No
         See the module docstring; default ``'valid'``.
     filter_size : (int, int), optional
         ``(fw, fh)``; needed only when it cannot be read from ``w``.
-    method : {'im2col', 'im2col_first', 'im2col_last', 'shift', 'signal'}, optional
-        Formulation; default :data:`DEFAULT_METHOD`.
+    method : {'fused', 'im2col', 'im2col_first', 'im2col_last', 'shift', 'signal'}, optional
+        Formulation (see the module docstring); default: ``'fused'`` where it
+        can run, else :data:`DEFAULT_METHOD`.
 
     Returns
     -------
@@ -362,7 +406,12 @@ def conv2d(x, w, stride=(1, 1), border_mode='valid', filter_size=None, method=No
                          'and {}'.format(x.ndim, w.ndim))
     filters = _filter_shape(w, 2, filter_size)
     stride = _tuple(stride, 2, 'stride')
-    return _conv_nd(x, w, filters, stride, border_mode, method or DEFAULT_METHOD)
+    method = _conv_method(method, x, w)
+    if method == 'fused':
+        from . import conv_fused
+        return conv_fused.conv2d(x, w, stride=stride, border_mode=border_mode,
+                                 filter_size=filters)
+    return _conv_nd(x, w, filters, stride, border_mode, method)
 
 
 # --------------------------------------------------------------------- pooling
@@ -371,6 +420,15 @@ def _check_pool_mode(mode):
     if mode not in POOL_MODES:
         raise ValueError('pooling mode must be one of {}, not {!r}'.format(POOL_MODES, mode))
     return 'mean' if mode == 'average' else mode
+
+
+def _pool_method(method, x):
+    if method is None:
+        return 'fused' if _use_fused(x) else 'pytensor'
+    if method not in POOL_METHODS:
+        raise ValueError('pooling method must be one of {}, not {!r}'.format(
+            POOL_METHODS, method))
+    return method
 
 
 def _pool_nd(x, pools, strides, mode):
@@ -394,16 +452,16 @@ def _pool_nd(x, pools, strides, mode):
     # overlapping or gapped windows: one strided slice per window offset.
     windows = [_window(x, o, strides, outs)
                for o in itertools.product(*[range(p) for p in pools])]
+    if len(windows) == 1:
+        return windows[0]
     if mode == 'max':
-        out = windows[0]
-        for win in windows[1:]:
-            out = pt.maximum(out, win)
-        return out
-    return pt.add(*windows) / np.asarray(len(windows), dtype=x.dtype) \
-        if len(windows) > 1 else windows[0]
+        # a reduction over the stacked windows (not a chain of pt.maximum, whose
+        # gradient gives a tie to the first element only): ties all get the gradient.
+        return pt.stack(windows).max(axis=0)
+    return pt.add(*windows) / np.asarray(len(windows), dtype=x.dtype)
 
 
-def pool1d(x, pool_size, stride=None, mode='max'):
+def pool1d(x, pool_size, stride=None, mode='max', method=None):
     """Max or mean pooling over the time axis of ``x`` (B, T, C).
 
     Parameters
@@ -415,6 +473,9 @@ def pool1d(x, pool_size, stride=None, mode='max'):
         Step between windows; defaults to ``pool_size``.
     mode : {'max', 'mean', 'average'}, optional
         ``'average'`` is an alias of ``'mean'``.
+    method : {'fused', 'pytensor'}, optional
+        The fused C Op or the pure-PyTensor formulation; default ``'fused'``
+        where it can run (see the module docstring).
 
     Returns
     -------
@@ -428,10 +489,16 @@ def pool1d(x, pool_size, stride=None, mode='max'):
         raise ValueError('pool1d needs x (B, T, C); got ndim {}'.format(x.ndim))
     pools = _tuple(pool_size, 1, 'pool_size')
     strides = pools if stride is None else _tuple(stride, 1, 'stride')
+    if pools == (1,) and strides == (1,):
+        return x
+    if _pool_method(method, x) == 'fused':
+        from . import conv_fused
+        out = conv_fused.pool2d(x.dimshuffle(0, 'x', 1, 2), (1,) + pools, (1,) + strides, mode)
+        return out[:, 0]
     return _pool_nd(x, pools, strides, mode)
 
 
-def pool2d(x, pool_size, stride=None, mode='max'):
+def pool2d(x, pool_size, stride=None, mode='max', method=None):
     """Max or mean pooling over the two spatial axes of ``x`` (B, W, H, C).
 
     Parameters
@@ -443,6 +510,9 @@ def pool2d(x, pool_size, stride=None, mode='max'):
         Steps between windows; defaults to ``pool_size``.
     mode : {'max', 'mean', 'average'}, optional
         ``'average'`` is an alias of ``'mean'``.
+    method : {'fused', 'pytensor'}, optional
+        The fused C Op or the pure-PyTensor formulation; default ``'fused'``
+        where it can run (see the module docstring).
 
     Returns
     -------
@@ -456,4 +526,9 @@ def pool2d(x, pool_size, stride=None, mode='max'):
         raise ValueError('pool2d needs x (B, W, H, C); got ndim {}'.format(x.ndim))
     pools = _tuple(pool_size, 2, 'pool_size')
     strides = pools if stride is None else _tuple(stride, 2, 'stride')
+    if pools == (1, 1) and strides == (1, 1):
+        return x
+    if _pool_method(method, x) == 'fused':
+        from . import conv_fused
+        return conv_fused.pool2d(x, pools, strides, mode)
     return _pool_nd(x, pools, strides, mode)
