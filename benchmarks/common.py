@@ -89,7 +89,19 @@ def torch_callables(forward, params, x, y):
 
 
 def peak_memory_mb():
-    """Peak resident memory of this process in MB."""
+    """Peak resident memory of this process in MB.
+
+    Reads ``VmHWM`` from ``/proc/self/status`` where it exists: on Linux,
+    ``ru_maxrss`` of a process started by ``subprocess`` keeps the high-water
+    mark of the parent it was forked from, across ``exec``.
+    """
+    try:
+        with open('/proc/self/status') as handle:
+            for line in handle:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

@@ -4,9 +4,12 @@
 - :class:`Conv2` convolves (batch, width, height, channels) along width and height;
 - :class:`Pool1` and :class:`Pool2` take the max or mean over windows.
 
-The arithmetic is in :mod:`theanets.ops.conv` (strided slices gathered into
-one matrix product per layer, a true convolution with a flipped kernel, as
-Theano's ``conv2d`` computed).
+The arithmetic is in :mod:`theanets.ops.conv`: a true convolution with a
+flipped kernel, as Theano's ``conv2d`` computed. In modes that run C code it
+uses the fused ops of :mod:`theanets.ops.conv_fused` (patches of a chunk of
+output positions copied into a cache-sized buffer, one matrix product per
+chunk, C pooling); in the JAX and NUMBA modes, strided slices gathered into one
+matrix product per layer.
 
 Examples
 --------

@@ -19,7 +19,7 @@ from pytensor.graph.basic import Apply
 
 from . import recurrent as _rec
 
-_C_VERSION = 2
+_C_VERSION = 4
 
 _DOT_CODE = r"""
 #ifndef THN_DOT_SUPPORT
@@ -64,6 +64,41 @@ static void thn_dot_task(void* ctx, int tid, int nt) {
 }
 #endif
 
+/* dst (C x R, row stride ldd) = transpose of src (R x C, row stride lds), 8
+   destination rows at a time, each filled front to back: with power-of-two
+   strides, wider blocks map more lines to one cache set than it holds. */
+static void thn_dot_transpose(int R, int C, const float* src, npy_intp lds, float* dst,
+                              npy_intp ldd) {
+    int c0 = 0;
+    for (; c0 + 8 <= C; c0 += 8) {
+        float* d = dst + (npy_intp)c0 * ldd;
+        for (int r = 0; r < R; ++r) {
+            const float* s = src + (npy_intp)r * lds + c0;
+            for (int j = 0; j < 8; ++j) d[j * ldd + r] = s[j];
+        }
+    }
+    for (; c0 < C; ++c0)
+        for (int r = 0; r < R; ++r) dst[(npy_intp)c0 * ldd + r] = src[(npy_intp)r * lds + c0];
+}
+
+struct thn_transpose_job {
+    int R, C;
+    const float* src;
+    npy_intp lds;
+    float* dst;
+    npy_intp ldd;
+};
+
+/* thread tid transposes its share of the source columns, in blocks of 8 */
+static void thn_transpose_task(void* ctx, int tid, int nt) {
+    const thn_transpose_job* j = (const thn_transpose_job*)ctx;
+    const int blocks = (j->C + 7) / 8, per = (blocks + nt - 1) / nt;
+    const int c0 = tid * per * 8, c1 = (tid + 1) * per * 8 < j->C ? (tid + 1) * per * 8 : j->C;
+    if (c0 < c1)
+        thn_dot_transpose(j->R, c1 - c0, j->src + c0, j->lds, j->dst + (npy_intp)c0 * j->ldd,
+                          j->ldd);
+}
+
 /* C (M x N, row stride ldc) = A (M x K) . B (K x N), or C += A . B with
    `accumulate`; A(r, k) = A[r ars + k aks], B(k, c) = B[k brs + c bcs].
    Returns -1 when out of memory. */
@@ -83,9 +118,10 @@ static int thn_dot(int M, int N, int K, const float* A, npy_intp ars, npy_intp a
         if (bcs != 1) {   /* rows of B not contiguous: a row-major copy */
             packed = (float*)malloc(sizeof(float) * (size_t)K * N);
             if (!packed) return -1;
-            if (brs == 1)   /* B is the transpose of a row-major (N x K) matrix */
-                thn_rec_transpose<float>(N, K, B, (int)bcs, packed, N);
-            else
+            if (brs == 1) {  /* B is the transpose of a row-major (N x K) matrix */
+                thn_transpose_job tj = {N, K, B, bcs, packed, N};
+                thn_run((double)N * K < 65536 ? 1 : thn_max_threads(), thn_transpose_task, &tj);
+            } else
                 for (int k = 0; k < K; ++k)
                     for (int c = 0; c < N; ++c) packed[(size_t)k * N + c] = B[k * brs + c * bcs];
             B = packed;
