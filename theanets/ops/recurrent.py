@@ -79,7 +79,7 @@ _ACTIVATIONS = {
     'sigmoid': ('logistic', 3),
 }
 
-_C_VERSION = 26
+_C_VERSION = 27
 
 # The C modules' shared thread pool (a capsule set by the first one to run).
 _thn_pool = None
@@ -1079,6 +1079,19 @@ static int thn_pack_init(thn_pack* pk, int K, int N, int S, const float* W,
     for (int s = 0; s < nseg; ++s)
         for (int q = 0; q < pk->nps; ++q) {
             float* panel = pk->p + ((size_t)s * pk->nps + q) * K * 32;
+            if (wk == 1) {
+                /* a transposed W: read each column front to back (reading 32
+                   columns in step has a power-of-two stride that thrashes L1) */
+                for (int jj = 0; jj < 32; ++jj) {
+                    const int col = 32 * q + jj;
+                    const float* src = W + (npy_intp)(s * S + col) * wc;
+                    if (col < S)
+                        for (int k = 0; k < K; ++k) panel[(size_t)k * 32 + jj] = src[k];
+                    else
+                        for (int k = 0; k < K; ++k) panel[(size_t)k * 32 + jj] = 0.0f;
+                }
+                continue;
+            }
             for (int k = 0; k < K; ++k)
                 for (int jj = 0; jj < 32; ++jj) {
                     const int col = 32 * q + jj;
