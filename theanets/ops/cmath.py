@@ -7,6 +7,9 @@ library's ``expf`` is a call per element); the double versions call the C
 library. Relative error of the float ``exp``: below 2e-7 over its whole range.
 """
 
+from pytensor.link.c.op import COp
+from pytensor.tensor.blas import ldflags
+
 ELEMENTWISE = r"""
 #include <math.h>
 #include <stdint.h>
@@ -67,3 +70,21 @@ THN_INLINE double thn_rec_tanh(double x) { return tanh(x); }
 #endif  /* THN_CMATH */
 """
 VERSION = (1,)  # bump with any change of ELEMENTWISE
+
+
+class BlasLinkedCOp(COp):
+    """Link flags of Ops whose C code calls BLAS and runs threads (pthreads)."""
+
+    __props__ = ()
+
+    def c_libraries(self, **kwargs):
+        return ldflags()
+
+    def c_compile_args(self, **kwargs):
+        return ldflags(libs=False, flags=True) + ['-pthread']
+
+    def c_lib_dirs(self, **kwargs):
+        return ldflags(libs=False, libs_dir=True)
+
+    def c_header_dirs(self, **kwargs):
+        return ldflags(libs=False, include_dir=True)

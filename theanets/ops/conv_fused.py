@@ -72,13 +72,13 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
-from pytensor.link.c.op import COp
 from pytensor.link.c.params_type import ParamsType
 from pytensor.scalar import int32 as scalar_int32
 from pytensor.scalar import int64 as scalar_int64
-from pytensor.tensor.blas import ldflags
 from pytensor.tensor.blas_headers import blas_header_text, blas_header_version
 from pytensor.tensor.type import TensorType
+
+from . import cmath
 
 __all__ = ['Conv2dOp', 'Conv2dGradInputsOp', 'Conv2dGradWeightsOp', 'Pool2dOp',
            'Pool2dGradOp', 'conv2d', 'pool2d', 'supports_dtype', 'CHUNK_BYTES',
@@ -907,7 +907,7 @@ static void thn_pool_backward(const ThnPoolGeom& g, int mode, const T* __restric
 # Op plumbing
 # ---------------------------------------------------------------------------
 
-class _FusedCOp(COp):
+class _FusedCOp(cmath.BlasLinkedCOp):
     """Shared C plumbing: BLAS headers, link flags, scratch buffer, cache version."""
 
     __props__ = ()
@@ -923,18 +923,6 @@ class _FusedCOp(COp):
             from . import dot
             return dot.support_code() + '\n#define THN_CONV_USE_DOT 1\n' + _SUPPORT_CODE
         return blas_header_text() + _SUPPORT_CODE
-
-    def c_libraries(self, **kwargs):
-        return ldflags()
-
-    def c_compile_args(self, **kwargs):
-        return ldflags(libs=False, flags=True) + ['-pthread']
-
-    def c_lib_dirs(self, **kwargs):
-        return ldflags(libs=False, libs_dir=True)
-
-    def c_header_dirs(self, **kwargs):
-        return ldflags(libs=False, include_dir=True)
 
     def c_headers(self, **kwargs):
         return ['<limits.h>', '<stdio.h>']

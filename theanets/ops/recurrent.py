@@ -56,7 +56,6 @@ from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.compile import optdb
 from pytensor.graph.basic import Apply
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
-from pytensor.link.c.op import COp
 from pytensor.link.c.params_type import ParamsType
 from pytensor.scalar import int32 as scalar_int32
 from pytensor.tensor.blas import ldflags
@@ -1629,25 +1628,13 @@ def support_code():
     return blas_header_text() + _blas_callback_setter() + _SUPPORT_CODE
 
 
-class _RecurrentCOp(COp):
+class _RecurrentCOp(cmath.BlasLinkedCOp):
     """Shared C plumbing: BLAS headers, link flags, cache versioning."""
 
     __props__ = ()
 
     def c_support_code(self, **kwargs):
         return support_code()
-
-    def c_libraries(self, **kwargs):
-        return ldflags()
-
-    def c_compile_args(self, **kwargs):
-        return ldflags(libs=False, flags=True) + ['-pthread']
-
-    def c_lib_dirs(self, **kwargs):
-        return ldflags(libs=False, libs_dir=True)
-
-    def c_header_dirs(self, **kwargs):
-        return ldflags(libs=False, include_dir=True)
 
     def c_code_cache_version(self):
         return (_C_VERSION,) + tuple(blas_header_version())
