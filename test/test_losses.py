@@ -1,6 +1,8 @@
 """Tests for theanets.losses: formulas against NumPy, weights, gradients and custom losses."""
 
 import numpy as np
+import pytensor
+import pytensor.graph.traversal
 import pytensor.tensor as pt
 import pytest
 from pytensor.graph.replace import clone_replace
@@ -192,6 +194,27 @@ def test_cross_entropy_over_time_steps():
     fn = backend.function([out, loss._target], loss({'out:out': out}))
     expected = np_nlp(o.reshape(-1, K), labels.reshape(-1)).mean()
     assert np.isclose(fn(o, labels), expected)
+
+
+@pytest.mark.parametrize('key', ['xe', 'hinge'])
+@pytest.mark.parametrize('shape', [(B, K), (2, 3, K)])
+def test_label_scores_without_arange_for_tracing_backends(key, shape, monkeypatch):
+    """In JAX-like modes the label's score is picked by a one-hot mask over the
+    static class count; it must equal the gather of the C modes."""
+    rng = np.random.RandomState(7)
+    o = rng.uniform(0.05, 1, shape)
+    o /= o.sum(axis=-1, keepdims=True)
+    labels = rng.randint(K, size=shape[:-1]).astype('i')
+    loss = theanets.Loss.build(key, target=len(shape) - 1)
+    out = pt.tensor(dtype='float64', shape=(None,) * (len(shape) - 1) + (K,))
+    gather = loss({'out:out': out})
+    monkeypatch.setattr(backend, 'runs_custom_ops', lambda mode=None: False)
+    onehot = loss({'out:out': out})
+    assert not any(type(v.owner.op).__name__ == 'ARange'
+                   for v in pytensor.graph.traversal.ancestors([onehot]) if v.owner)
+    fn = backend.function([out, loss._target], [gather, onehot])
+    a, b = fn(o, labels)
+    assert np.isclose(a, b)
 
 
 @pytest.fixture

@@ -493,7 +493,7 @@ def test_fused_conv2d_runtime_shape_errors(linker):
     assert fns[0](x, np.zeros((4, 3, 3, 3), 'f')).shape == (2, 3, 3, 4)
 
 
-def test_fused_conv2d_empty_output_and_second_derivative():
+def test_fused_conv2d_empty_output():
     tx, tw = pt.tensor4('x'), pt.tensor4('w')
     y = C.conv2d(tx, tw, filter_size=(3, 3), method='fused')
     gx, gw = pytensor.grad(y.sum(), [tx, tw])
@@ -501,8 +501,33 @@ def test_fused_conv2d_empty_output_and_second_derivative():
     out, dx, dw = fn(np.ones((2, 2, 4, 1), 'f'), np.ones((3, 1, 3, 3), 'f'))   # W < fw
     assert out.shape == (2, 0, 2, 3)
     assert not dx.any() and dx.shape == (2, 2, 4, 1) and not dw.any()
-    with pytest.raises(NotImplementedError, match='second derivatives'):
-        pytensor.grad(gw.sum(), tw)
+
+
+def _second_derivatives(build, shapes, seed):
+    """Values of H v (w.r.t. every input) for cost = <tanh(build(*inputs)), R>."""
+    rng = np.random.RandomState(seed)
+    ins = [pt.tensor(dtype='float64', shape=(None,) * len(sh)) for sh in shapes]
+    vals = [rng.randn(*sh) for sh in shapes]
+    y = build(*ins)
+    r = pt.tensor(dtype='float64', shape=(None,) * 4)
+    cost = (pt.tanh(y) * r).sum()
+    grads = pytensor.grad(cost, ins)
+    vs = [pt.tensor(dtype='float64', shape=(None,) * len(sh)) for sh in shapes]
+    hv = pytensor.grad(sum((g * v).sum() for g, v in zip(grads, vs)), ins)
+    fn = theanets.backend.function(ins + [r] + vs, hv)
+    out_shape = theanets.backend.function(ins, y.shape)(*vals)
+    return fn(*(vals + [rng.randn(*out_shape)] + [rng.randn(*sh) for sh in shapes]))
+
+
+@pytest.mark.parametrize('mode,stride', [('valid', (1, 1)), ('full', (2, 1)), ('same', (2, 2))])
+def test_fused_conv2d_second_derivatives_match_im2col(mode, stride):
+    """Hessian-vector products (as ESGD takes them) through the fused gradient Ops."""
+    shapes = [(2, 7, 6, 3), (4, 3, 3, 2)]
+    got, want = (_second_derivatives(
+        lambda x, w: C.conv2d(x, w, stride=stride, border_mode=mode, filter_size=(3, 2),
+                              method=m), shapes, seed=21) for m in ('fused', 'im2col'))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-10)
 
 
 POOL_CASES = [((2, 2), None), ((3, 2), (2, 1)), ((2, 3), (3, 2)), ((3, 3), (2, 2)),
@@ -555,9 +580,16 @@ def test_fused_pool2d_errors():
     y = F.pool2d(tx, (3, 3))
     out = theanets.backend.function([tx], y)(np.ones((1, 2, 5, 1), 'f'))    # window > W
     assert out.shape == (1, 0, 1, 1)
-    with pytest.raises(NotImplementedError, match='second derivatives'):
-        gx = pytensor.grad(y.sum(), tx)
-        pytensor.grad(gx.sum(), tx)
+
+
+@pytest.mark.parametrize('mode', ['max', 'mean'])
+@pytest.mark.parametrize('pool,stride', [((2, 2), None), ((3, 2), (2, 1))])
+def test_fused_pool2d_second_derivatives_match_pytensor(mode, pool, stride):
+    shapes = [(2, 7, 6, 3)]
+    got, want = (_second_derivatives(
+        lambda x: C.pool2d(x * x, pool, stride, mode=mode, method=m), shapes, seed=22)
+        for m in ('fused', 'pytensor'))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-9, atol=1e-10)
 
 
 def test_fused_outputs_held_by_the_caller_are_not_reused():

@@ -43,7 +43,7 @@ not JAX/Numba/PyTorch/MLX) and the inputs are float32/float64, else
     patches of a cache-sized chunk of output positions at a time and
     multiplies them with the kernel in one matrix product per chunk (BLAS,
     or AVX-512 kernels for float32 where available); its gradient Ops do the
-    same for ``dx`` and ``dw``. Only first derivatives. :func:`conv1d` runs
+    same for ``dx`` and ``dw`` (and are differentiable). :func:`conv1d` runs
     it on a size-1 width axis.
 ``'im2col'`` (the default of the pure-PyTensor formulations)
     every filter offset is one strided slice of the padded input; the slices

@@ -29,8 +29,9 @@ positions at a time, into a scratch buffer that each node keeps:
 The convolution is a true convolution (kernel flipped), with the border modes
 and strides of :func:`theanets.ops.conv.conv2d` (see that module's
 docstring). Gradient Ops are separate, so a graph computes only the gradients
-it uses (the first layer's ``dx`` usually not at all). Second derivatives are
-not implemented (asking for one raises ``NotImplementedError``).
+it uses (the first layer's ``dx`` usually not at all). They are
+differentiable in turn (the gradient of a convolution's gradient is again a
+convolution or its gradient), so Hessian-vector products (ESGD) work.
 
 Both ``float32`` and ``float64`` are supported. Each Op has a C
 implementation (PyTensor's C modes, e.g. ``'CVM'``) and a NumPy ``perform``
@@ -65,6 +66,8 @@ Implementation notes:
   ``benchmarks/bench_conv.py``). This keeps arrays of up to
   :data:`KEEP_BYTES` each alive between calls.
 """
+
+import itertools
 
 import numpy as np
 
@@ -956,12 +959,6 @@ def _fast_dot():
     return backend.fast_dot_enabled()
 
 
-def _not_differentiable(op):
-    raise NotImplementedError(
-        'second derivatives through {} are not implemented; build the graph with '
-        "conv2d(..., method='im2col') to differentiate twice".format(type(op).__name__))
-
-
 class _ConvBase(_FusedCOp):
     """Properties and parameters shared by the three convolution Ops.
 
@@ -988,6 +985,10 @@ class _ConvBase(_FusedCOp):
                              fw=scalar_int32, fh=scalar_int32, chunk=scalar_int64,
                              budget=scalar_int64, min_rows=scalar_int64, layout=scalar_int32,
                              keep=scalar_int64)
+
+    def _sibling(self, cls):
+        """An Op of class ``cls`` with this one's geometry and tuning."""
+        return cls(self.border_mode, self.stride, self.filter_size, self.chunk_rows, self.layout)
 
     def __init__(self, border_mode='valid', stride=(1, 1), filter_size=(1, 1), chunk_rows=0,
                  layout='auto'):
@@ -1106,8 +1107,8 @@ class Conv2dOp(_ConvBase):
         if gz is None or isinstance(gz.type, DisconnectedType):
             return [pt.zeros_like(x), pt.zeros_like(w)]
         gz = pt.cast(gz, x.dtype) if gz.dtype != x.dtype else gz
-        args = (self.border_mode, self.stride, self.filter_size, self.chunk_rows, self.layout)
-        return [Conv2dGradInputsOp(*args)(x, w, gz), Conv2dGradWeightsOp(*args)(x, w, gz)]
+        return [self._sibling(Conv2dGradInputsOp)(x, w, gz),
+                self._sibling(Conv2dGradWeightsOp)(x, w, gz)]
 
 
 class _ConvGradBase(_ConvBase):
@@ -1121,9 +1122,6 @@ class _ConvGradBase(_ConvBase):
         dout = _as_float(dout, dtype, 4, "conv2d gradient: dout (B, W', H', n)")
         self._check(x, w)
         return Apply(self, [x, w, dout], [self._grad_type(x, w)()])
-
-    def pullback(self, inputs, outputs, cotangents):
-        _not_differentiable(self)
 
     def _c_body(self, node, name, inputs, outputs, sub, call, like):
         x, w, dout = inputs
@@ -1170,6 +1168,13 @@ class Conv2dGradInputsOp(_ConvGradBase):
         outputs[0][0] = np_conv2d_grad_inputs(x.shape, w, dout, self.stride,
                                               self.border_mode).astype(x.dtype, copy=False)
 
+    def pullback(self, inputs, outputs, cotangents):
+        # <dx, g> = <conv(g; w), dout>: linear in w and in dout (x gives only its shape)
+        x, w, dout = inputs
+        g, = cotangents
+        return [pt.zeros_like(x), self._sibling(Conv2dGradWeightsOp)(g, w, dout),
+                self._sibling(Conv2dOp)(g, w)]
+
     def c_code(self, node, name, inputs, outputs, sub):
         call = ('thn_conv_backward_inputs<%(T)s>(g, (const %(T)s*)PyArray_DATA(cw), '
                 '(const %(T)s*)PyArray_DATA(cd), (%(T)s*)PyArray_DATA(%(res)s), chunk, '
@@ -1196,6 +1201,13 @@ class Conv2dGradWeightsOp(_ConvGradBase):
         _np_check_dout(self, x, w, dout)
         outputs[0][0] = np_conv2d_grad_weights(x, w.shape, dout, self.stride,
                                                self.border_mode).astype(x.dtype, copy=False)
+
+    def pullback(self, inputs, outputs, cotangents):
+        # <dw, g> = <conv(x; g), dout>: linear in x and in dout (w gives only its shape)
+        x, w, dout = inputs
+        g, = cotangents
+        return [self._sibling(Conv2dGradInputsOp)(x, g, dout), pt.zeros_like(w),
+                self._sibling(Conv2dOp)(x, g)]
 
     def c_code(self, node, name, inputs, outputs, sub):
         call = ('thn_conv_backward_weights<%(T)s>(g, (const %(T)s*)PyArray_DATA(cx), '
@@ -1351,7 +1363,22 @@ class Pool2dGradOp(_PoolBase):
         outputs[0][0] = np_pool2d_grad(x, out, gz, self.pool_size, self.stride, self.mode)
 
     def pullback(self, inputs, outputs, cotangents):
-        _not_differentiable(self)
+        # dx is linear in gz: its adjoint gathers g over each window, weighted
+        # like the forward pass (1 / area for a mean, the max's mask for a
+        # max); the mask is piecewise constant in x, so x and out get zeros.
+        from .conv import _window
+        x, out, gz = inputs
+        g, = cotangents
+        total = None
+        for offset in itertools.product(*(range(p) for p in self.pool_size)):
+            part = _window(g, offset, self.stride, (out.shape[1], out.shape[2]))
+            if self.mode == 'max':
+                part = part * pt.eq(_window(x, offset, self.stride,
+                                            (out.shape[1], out.shape[2])), out)
+            total = part if total is None else total + part
+        if self.mode != 'max':
+            total = total / np.prod(self.pool_size)
+        return [pt.zeros_like(x), pt.zeros_like(out), total]
 
     def c_code(self, node, name, inputs, outputs, sub):
         x, out, gz = inputs

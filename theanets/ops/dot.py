@@ -4,9 +4,10 @@ OpenBLAS may run with a kernel older than the CPU (``OPENBLAS_CORETYPE``, or
 a build without AVX-512 support), while the fused recurrent ops carry their own
 AVX-512 kernels. :class:`DotOp` computes ``A . B`` for float32 matrices with
 those kernels, blocked for the caches and spread over the ops' shared thread
-pool; the rewrite :func:`use_fast_dot` puts it in place of PyTensor's
-``Dot`` in C modes when the CPU has AVX-512 (elsewhere it keeps ``Dot``, and
-the Op itself falls back to BLAS).
+pool. A rewrite registered by :mod:`theanets.backend` puts it in place of
+PyTensor's ``Dot`` in C modes when the CPU has AVX-512 (see
+:func:`theanets.backend.fast_dot_enabled`); elsewhere ``Dot`` stays, and the
+Op itself falls back to BLAS.
 
 ``A`` and ``B`` may have any strides (a transposed view costs nothing for
 ``A``; a ``B`` whose rows are not contiguous is packed once per call).
@@ -19,7 +20,7 @@ from pytensor.graph.basic import Apply
 
 from . import recurrent as _rec
 
-_C_VERSION = 4
+_C_VERSION = 5
 
 _DOT_CODE = r"""
 #ifndef THN_DOT_SUPPORT
@@ -64,23 +65,6 @@ static void thn_dot_task(void* ctx, int tid, int nt) {
 }
 #endif
 
-/* dst (C x R, row stride ldd) = transpose of src (R x C, row stride lds), 8
-   destination rows at a time, each filled front to back: with power-of-two
-   strides, wider blocks map more lines to one cache set than it holds. */
-static void thn_dot_transpose(int R, int C, const float* src, npy_intp lds, float* dst,
-                              npy_intp ldd) {
-    int c0 = 0;
-    for (; c0 + 8 <= C; c0 += 8) {
-        float* d = dst + (npy_intp)c0 * ldd;
-        for (int r = 0; r < R; ++r) {
-            const float* s = src + (npy_intp)r * lds + c0;
-            for (int j = 0; j < 8; ++j) d[j * ldd + r] = s[j];
-        }
-    }
-    for (; c0 < C; ++c0)
-        for (int r = 0; r < R; ++r) dst[(npy_intp)c0 * ldd + r] = src[(npy_intp)r * lds + c0];
-}
-
 struct thn_transpose_job {
     int R, C;
     const float* src;
@@ -95,8 +79,8 @@ static void thn_transpose_task(void* ctx, int tid, int nt) {
     const int blocks = (j->C + 7) / 8, per = (blocks + nt - 1) / nt;
     const int c0 = tid * per * 8, c1 = (tid + 1) * per * 8 < j->C ? (tid + 1) * per * 8 : j->C;
     if (c0 < c1)
-        thn_dot_transpose(j->R, c1 - c0, j->src + c0, j->lds, j->dst + (npy_intp)c0 * j->ldd,
-                          j->ldd);
+        thn_rec_transpose<float>(j->R, c1 - c0, j->src + c0, j->lds,
+                                 j->dst + (npy_intp)c0 * j->ldd, j->ldd);
 }
 
 /* C (M x N, row stride ldc) = A (M x K) . B (K x N), or C += A . B with

@@ -78,7 +78,7 @@ _ACTIVATIONS = {
     'sigmoid': ('logistic', 3),
 }
 
-_C_VERSION = 27
+_C_VERSION = 28
 
 # The C modules' shared thread pool (a capsule set by the first one to run).
 _thn_pool = None
@@ -186,17 +186,21 @@ static void thn_rec_gemm(bool trans_a, bool trans_b, int M, int N, int K, T alph
                    A, lda, B, ldb, beta, C, ldc);
 }
 
-/* dst (C x R, leading dim ldd) = transpose of src (R x C, leading dim lds) */
+/* dst (C x R, leading dim ldd) = transpose of src (R x C, leading dim lds),
+   8 destination rows at a time, each filled front to back: with power-of-two
+   strides, square blocks map more lines to one cache set than it holds. */
 template <typename T>
-static void thn_rec_transpose(int R, int C, const T* src, int lds, T* dst, int ldd) {
-    const int K = 32;
-    for (int r0 = 0; r0 < R; r0 += K)
-        for (int c0 = 0; c0 < C; c0 += K) {
-            const int r1 = r0 + K < R ? r0 + K : R, c1 = c0 + K < C ? c0 + K : C;
-            for (int r = r0; r < r1; ++r)
-                for (int c = c0; c < c1; ++c)
-                    dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+static void thn_rec_transpose(int R, int C, const T* src, npy_intp lds, T* dst, npy_intp ldd) {
+    int c0 = 0;
+    for (; c0 + 8 <= C; c0 += 8) {
+        T* d = dst + (npy_intp)c0 * ldd;
+        for (int r = 0; r < R; ++r) {
+            const T* s = src + (npy_intp)r * lds + c0;
+            for (int j = 0; j < 8; ++j) d[j * ldd + r] = s[j];
         }
+    }
+    for (; c0 < C; ++c0)
+        for (int r = 0; r < R; ++r) dst[(npy_intp)c0 * ldd + r] = src[(npy_intp)r * lds + c0];
 }
 
 """ + cmath.ELEMENTWISE + r"""
@@ -727,7 +731,7 @@ static thn_pool_t thn_pool_storage = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_IN
    _thn_pool of theanets.ops.recurrent, and the others find it there (one
    set of worker threads, not one per module competing for the CPUs). */
 static thn_pool_t* thn_P = NULL;
-#define THN_POOL_CAPSULE "theanets.thn_P->v1"
+#define THN_POOL_CAPSULE "theanets.thn_pool.v1"
 
 static thn_pool_t* thn_pool_get(void) {  /* with the GIL held */
     if (thn_P) return thn_P;
@@ -1637,7 +1641,7 @@ class _RecurrentCOp(cmath.BlasLinkedCOp):
         return support_code()
 
     def c_code_cache_version(self):
-        return (_C_VERSION,) + tuple(blas_header_version())
+        return (_C_VERSION,) + cmath.VERSION + tuple(blas_header_version())
 
 
 class _ActivationCOp(_RecurrentCOp):
@@ -1801,8 +1805,8 @@ class LSTMOp(_RecurrentCOp):
         h0 = _as(h0, dtype, 2, 'h0')
         c0 = _as(c0, dtype, 2, 'c0')
         seq = _seq_type(x, hh)
-        n = hh.type.shape[1]
-        cache = _tt(dtype, (x.type.shape[0], x.type.shape[1], n))
+        steps = x.type.shape[0] if self.keep_cache else 1
+        cache = _tt(dtype, (steps, x.type.shape[1], hh.type.shape[1]))
         return Apply(self, [x] + proj + [hh, ci, cf, co, h0, c0], [seq(), seq(), cache()])
 
     def infer_shape(self, fgraph, node, shapes):
