@@ -26,7 +26,7 @@ setuptools.setup(
     long_description_content_type='text/x-rst',
     license='MIT',
     packages=setuptools.find_packages(include=['theanets', 'theanets.*']),
-    package_data={'theanets': ['data/*.txt']},
+    package_data={'theanets': ['data/*.txt', 'ops/c/*.h', 'ops/c/*.c']},
     python_requires='>=3.10',
     install_requires=[
         'pytensor>=2.30,<4',
@@ -41,6 +41,7 @@ setuptools.setup(
         'test': ['pytest>=7', 'hypothesis>=6.50', 'scikit-learn>=1.2', 'sphinx>=7',
                  'nbclient>=0.7', 'nbformat>=5.1', 'ipykernel>=6', 'matplotlib>=3.6'],
         'docs': ['sphinx>=7'],
+        'jax': ['jax>=0.4.30'],
         'bench': ['torch>=2.0'],
     },
     entry_points={'console_scripts': ['theanets-char-rnn = theanets.scripts.char_rnn:main']},

@@ -358,13 +358,9 @@ def test_fused_conv2d_matches_im2col_with_many_chunks(dtype, monkeypatch):
         np.testing.assert_allclose(a, b, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
 
 
-@pytest.mark.parametrize('fast', [True, False])
-def test_fused_conv2d_float32_products_on_blas_and_thn_dot(fast, monkeypatch):
-    """float32 products run on thn_dot where fast dots are enabled, else on BLAS."""
-    monkeypatch.setenv('THEANETS_FUSED_FAST', '1' if fast else '0')
-    uses_dot = '#define THN_CONV_USE_DOT' in F.Conv2dOp().c_support_code()
-    assert uses_dot == theanets.backend.fast_dot_enabled() == (fast and
-                                                                theanets.backend._HAS_AVX512)
+def test_fused_conv2d_float32_products_on_blas():
+    """float32 products run on BLAS, in row and transposed layouts."""
+    assert '#define THN_CONV_USE_DOT' not in F.Conv2dOp().c_support_code()
     rng = np.random.RandomState(10)
     x = rng.randn(3, 9, 8, 3).astype('f')
     w = rng.randn(5, 3, 3, 2).astype('f')

@@ -126,52 +126,8 @@ def _register_softmax_inlining():
 _register_softmax_inlining()
 
 
-# float32 matrix products on the AVX-512 kernels of theanets.ops.dot (2-2.5x
-# OpenBLAS's Haswell kernels here): a rewrite placed before PyTensor's BLAS
-# rewrites, in modes that theanets builds, on CPUs with AVX-512
-_FAST_DOT_TAG = 'theanets_fast_dot'
 # LSTM ops that keep no per-step cache where nothing reads it (theanets.ops.recurrent)
 _LSTM_FORWARD_ONLY_TAG = 'theanets_lstm_forward_only'
-
-
-def _cpu_has_avx512():
-    try:
-        with open('/proc/cpuinfo') as handle:
-            return ' avx512f' in handle.read()
-    except OSError:
-        return False
-
-
-def fast_dot_enabled():
-    """Whether float32 matrix products use :class:`theanets.ops.dot.DotOp`.
-
-    True on CPUs with AVX-512 unless ``THEANETS_FUSED_FAST=0``; only in modes
-    that run C code (see :func:`runs_custom_ops`).
-    """
-    return os.environ.get('THEANETS_FUSED_FAST', '1') != '0' and _HAS_AVX512
-
-
-_HAS_AVX512 = _cpu_has_avx512()
-
-
-def _register_fast_dot():
-    from pytensor.compile import optdb
-    from pytensor.graph.rewriting.basic import in2out, node_rewriter
-    from pytensor.tensor.math import Dot
-
-    @node_rewriter([Dot])
-    def theanets_fast_dot(fgraph, node):
-        a, b = node.inputs
-        if a.ndim != 2 or b.ndim != 2 or a.dtype != 'float32' or b.dtype != 'float32':
-            return None
-        from .ops.dot import DotOp
-        return [DotOp()(a, b)]
-
-    if _FAST_DOT_TAG not in optdb.__db__:
-        optdb.register(_FAST_DOT_TAG, in2out(theanets_fast_dot), position=1.65)
-
-
-_register_fast_dot()
 
 
 def _compile_mode():
@@ -182,8 +138,6 @@ def _compile_mode():
     mode = get_mode(_MODE).including(_INLINE_TAG)
     if runs_custom_ops(mode):
         mode = mode.including(_LSTM_FORWARD_ONLY_TAG)
-        if fast_dot_enabled():
-            mode = mode.including(_FAST_DOT_TAG)
     return mode
 
 
@@ -206,6 +160,14 @@ def set_mode(mode):
 _TRANSPILING_LINKERS = ('JAXLinker', 'NumbaLinker', 'PytorchLinker', 'MLXLinker')
 
 
+def _linker_name(mode):
+    """Class name of the linker of ``mode`` (a name or a Mode object)."""
+    if isinstance(mode, str):
+        from pytensor.compile.mode import get_mode as _get
+        mode = _get(mode)
+    return type(getattr(mode, 'linker', None)).__name__
+
+
 def runs_custom_ops(mode=None):
     """Whether ``mode`` (default: the current one) runs Ops implemented in C/Python.
 
@@ -214,12 +176,9 @@ def runs_custom_ops(mode=None):
     (e.g. ``scan`` instead of the fused recurrent ops).
     """
     mode = _MODE if mode is None else mode
-    if isinstance(mode, str):
-        if mode.upper() in _NATIVE_SOFTMAX:
-            return False
-        from pytensor.compile.mode import get_mode as _get
-        mode = _get(mode)
-    return type(getattr(mode, 'linker', None)).__name__ not in _TRANSPILING_LINKERS
+    if isinstance(mode, str) and mode.upper() in _NATIVE_SOFTMAX:
+        return False
+    return _linker_name(mode) not in _TRANSPILING_LINKERS
 
 
 def arange(n):
@@ -261,5 +220,9 @@ def function(inputs, outputs, updates=None, name=None, **kwargs):
     _COMPILES[0] += 1
     log.debug('compiling %s function', name or 'a')
     kwargs.setdefault('on_unused_input', 'ignore')
-    return pytensor.function(inputs, outputs, updates=updates or [], mode=_compile_mode(),
+    mode = _compile_mode()
+    if _linker_name(mode) == 'JAXLinker':
+        from .ops.base import register_jax_twins
+        register_jax_twins()
+    return pytensor.function(inputs, outputs, updates=updates or [], mode=mode,
                              name=name, **kwargs)

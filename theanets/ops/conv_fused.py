@@ -954,9 +954,8 @@ class _FusedCOp(cmath.BlasLinkedCOp):
 
 
 def _fast_dot():
-    """Whether float32 products use theanets.ops.dot's kernels (read at compile time)."""
-    from .. import backend
-    return backend.fast_dot_enabled()
+    """The hand-written float32 product is gone: products run on BLAS."""
+    return False
 
 
 class _ConvBase(_FusedCOp):

@@ -1,0 +1,163 @@
+"""What every compiled theanets op shares: C sources from files, BLAS, JAX twins.
+
+Each op is defined once, in three faces:
+
+- C code in real source files under ``theanets/ops/c/`` (shipped as package
+  data): the shared header ``theanets.h`` and the op's own ``.c`` files, which
+  :class:`CSourceOp` reads and returns from ``c_support_code``. An op's
+  ``c_code`` only fills in a call to a function defined there;
+- a NumPy ``perform``, the reference that tests compare C and JAX against;
+- a JAX implementation, registered with :func:`jax_twin` and handed to
+  PyTensor's ``jax_funcify`` when a function is compiled in JAX mode.
+
+The compile-cache version of an op is a hash of its C files and of the Python
+module that defines it, so any edit recompiles; there are no version numbers
+to bump by hand. If the C code of an op cannot be compiled (no compiler, a
+broken toolchain), the op logs one warning and runs its NumPy ``perform``.
+"""
+
+import functools
+import hashlib
+import importlib.resources
+import inspect
+import logging
+import shlex
+
+import pytensor
+from pytensor.link.c.op import COp
+
+__all__ = ['CSourceOp', 'c_source', 'blas_flags', 'jax_twin', 'register_jax_twins',
+           'warn_once']
+
+log = logging.getLogger(__name__)
+
+#: The header every op's support code starts with.
+HEADER = 'theanets.h'
+
+
+@functools.lru_cache(maxsize=None)
+def c_source(name):
+    """Return the text of ``theanets/ops/c/<name>``."""
+    return importlib.resources.files(__package__).joinpath('c', name).read_text()
+
+
+@functools.lru_cache(maxsize=None)
+def _module_source(module_name):
+    module = __import__(module_name, fromlist=['_'])
+    try:
+        return inspect.getsource(module)
+    except (OSError, TypeError):  # no source shipped: the module's name must do
+        return module_name
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(module_name, files):
+    sha = hashlib.sha256()
+    for name in (HEADER,) + files:
+        sha.update(c_source(name).encode())
+    sha.update(_module_source(module_name).encode())
+    return tuple(int(sha.hexdigest()[i:i + 8], 16) for i in range(0, 32, 8))
+
+
+def blas_flags():
+    """Split PyTensor's ``blas__ldflags`` into ``(libraries, lib_dirs, other flags)``.
+
+    theanets sets these flags at import to link scipy-openblas32 (see
+    :mod:`theanets.backend`); a user's own setting is used as given.
+    """
+    libraries, lib_dirs, other = [], [], []
+    for flag in shlex.split(pytensor.config.blas__ldflags):
+        if flag.startswith('-l'):
+            libraries.append(flag[2:])
+        elif flag.startswith('-L'):
+            lib_dirs.append(flag[2:])
+        else:
+            other.append(flag)
+    return libraries, lib_dirs, other
+
+
+_WARNED = set()
+
+
+def warn_once(key, message, *args):
+    """Log ``message`` as a warning the first time ``key`` is seen in this process."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(message, *args)
+
+
+class CSourceOp(COp):
+    """A PyTensor op whose C implementation lives in ``theanets/ops/c/``.
+
+    Subclasses list their files in :attr:`C_SOURCES` and write ``c_code`` as a
+    call to a function defined there; ``perform`` is the NumPy reference.
+
+    Attributes
+    ----------
+    C_SOURCES : tuple of str
+        File names under ``theanets/ops/c/``, included after ``theanets.h``.
+    USES_BLAS : bool
+        Whether the C code calls BLAS (then it links the library of
+        ``pytensor.config.blas__ldflags``).
+    """
+
+    C_SOURCES = ()
+    USES_BLAS = False
+    __props__ = ()
+
+    def c_support_code(self, **kwargs):
+        return '\n'.join(c_source(name) for name in (HEADER,) + tuple(self.C_SOURCES))
+
+    def c_code_cache_version(self):
+        return _digest(type(self).__module__, tuple(self.C_SOURCES))
+
+    def c_compile_args(self, **kwargs):
+        args = ['-fopenmp-simd']
+        return args + (blas_flags()[2] if self.USES_BLAS else [])
+
+    def c_libraries(self, **kwargs):
+        return blas_flags()[0] if self.USES_BLAS else []
+
+    def c_lib_dirs(self, **kwargs):
+        return blas_flags()[1] if self.USES_BLAS else []
+
+    def make_thunk(self, node, storage_map, compute_map, no_recycling, impl=None):
+        """Compile the C code; if that fails, warn once and run ``perform``."""
+        try:
+            return super().make_thunk(node, storage_map, compute_map, no_recycling, impl)
+        except Exception as err:  # a compiler error of any kind: fall back to NumPy
+            if impl == 'c':
+                raise
+            warn_once(('compile', type(self).__name__),
+                      '%s: C code failed to compile (%s: %s); running its NumPy '
+                      'implementation, which is much slower', type(self).__name__,
+                      type(err).__name__, str(err).splitlines()[0] if str(err) else '')
+            return self.make_py_thunk(node, storage_map, compute_map, no_recycling)
+
+
+_JAX_TWINS = {}
+_JAX_REGISTERED = set()
+
+
+def jax_twin(op_class):
+    """Register the decorated function as the JAX implementation of ``op_class``.
+
+    The function takes ``(op, node=None, **kwargs)`` and returns a function of
+    JAX arrays, as PyTensor's ``jax_funcify`` expects. Nothing imports JAX
+    until a function is compiled in JAX mode (:func:`register_jax_twins`).
+    """
+    def register(factory):
+        _JAX_TWINS[op_class] = factory
+        return factory
+    return register
+
+
+def register_jax_twins():
+    """Hand every JAX twin defined so far to PyTensor's ``jax_funcify`` (imports JAX)."""
+    pending = [cls for cls in _JAX_TWINS if cls not in _JAX_REGISTERED]
+    if not pending:
+        return
+    from pytensor.link.jax.dispatch import jax_funcify
+    for cls in pending:
+        jax_funcify.register(cls)(_JAX_TWINS[cls])
+        _JAX_REGISTERED.add(cls)

@@ -1,0 +1,166 @@
+/* theanets.h: the helpers every theanets C op shares.
+ *
+ * theanets/ops/base.py puts this file first in each op's support code, then
+ * the op's own files. Everything here is `static inline`, so an op that does
+ * not call a helper does not pay for it. Sections: BLAS, elementwise math,
+ * output arrays, errors, convolution geometry.
+ */
+#ifndef THEANETS_H
+#define THEANETS_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#define THN_INLINE static inline __attribute__((always_inline))
+
+/* ---- BLAS -------------------------------------------------------------------
+ * Fortran-interface prototypes of the routines the ops call. theanets/backend.py
+ * links scipy-openblas32 and maps these names onto its prefixed symbols with
+ * -D flags (sgemm_ -> scipy_sgemm_), so the prototypes follow the renaming. */
+extern "C" {
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+            const float* beta, float* c, const int* ldc);
+void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const double* alpha, const double* a, const int* lda, const double* b,
+            const int* ldb, const double* beta, double* c, const int* ldc);
+}
+
+/* Row-major product C (m x n) = alpha op(A) op(B) + beta C, where op(A) is
+ * (m x k) and op(B) is (k x n); lda, ldb, ldc are row strides in elements.
+ * A row-major product is the column-major product of the transposes, so the
+ * operands swap places in the BLAS call. */
+THN_INLINE void thn_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                         const float* a, int lda, const float* b, int ldb, float beta, float* c,
+                         int ldc) {
+    if (m <= 0 || n <= 0) return;
+    const char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
+    lda = lda > 0 ? lda : 1;
+    ldb = ldb > 0 ? ldb : 1;
+    sgemm_(&ta, &tb, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+}
+
+THN_INLINE void thn_gemm(bool trans_a, bool trans_b, int m, int n, int k, double alpha,
+                         const double* a, int lda, const double* b, int ldb, double beta,
+                         double* c, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    const char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
+    lda = lda > 0 ? lda : 1;
+    ldb = ldb > 0 ? ldb : 1;
+    dgemm_(&ta, &tb, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+}
+
+/* ---- elementwise math ---------------------------------------------------------
+ * float32: branch-free exp (range reduction and a degree-7 polynomial, relative
+ * error below 2e-7) that the compiler vectorizes, where the C library's expf
+ * would be a call per element. float64: the C library. */
+THN_INLINE float thn_exp(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float t = x * 1.44269504088896341f + 12582912.0f;  /* 1.5 * 2^23 */
+    float k = t - 12582912.0f;                            /* round(x / ln 2) */
+    float r = x - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;                          /* |r| <= ln(2) / 2 */
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4B400000 + 127) << 23;               /* 2^k */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+THN_INLINE double thn_exp(double x) { return exp(x); }
+
+THN_INLINE float thn_sigmoid(float x) { return 1.0f / (1.0f + thn_exp(-x)); }
+THN_INLINE double thn_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+THN_INLINE float thn_tanh(float x) {
+    float a = x < 0 ? -x : x;
+    float e = thn_exp(-2.0f * a);
+    float big = (1.0f - e) / (1.0f + e);
+    float a2 = a * a;                     /* Taylor series near zero */
+    float small = -1382.0f / 155925.0f;
+    small = small * a2 + 62.0f / 2835.0f;
+    small = small * a2 - 17.0f / 315.0f;
+    small = small * a2 + 2.0f / 15.0f;
+    small = small * a2 - 1.0f / 3.0f;
+    small = (small * a2 + 1.0f) * a;
+    float y = a < 0.25f ? small : big;
+    return x < 0 ? -y : y;
+}
+THN_INLINE double thn_tanh(double x) { return tanh(x); }
+
+/* ---- output arrays ---------------------------------------------------------------
+ * Make *out a C-contiguous, writeable array of `nd` dims and type `typenum`,
+ * reusing the array already there when it fits (PyTensor keeps outputs between
+ * calls). Zero-filled when `zero` is set. Returns 0, or -1 with a Python error. */
+static inline int thn_output(PyArrayObject** out, int nd, const npy_intp* dims, int typenum,
+                             bool zero) {
+    PyArrayObject* o = *out;
+    if (!(o && PyArray_NDIM(o) == nd && PyArray_TYPE(o) == typenum &&
+          PyArray_IS_C_CONTIGUOUS(o) && PyArray_ISWRITEABLE(o) &&
+          PyArray_CompareLists(PyArray_DIMS(o), dims, nd))) {
+        Py_XDECREF(o);
+        *out = (PyArrayObject*)PyArray_EMPTY(nd, (npy_intp*)dims, typenum, 0);
+        if (!*out) return -1;
+    }
+    if (zero) memset(PyArray_DATA(*out), 0, PyArray_NBYTES(*out));
+    return 0;
+}
+
+/* An output shaped like `like`. */
+static inline int thn_output_like(PyArrayObject** out, PyArrayObject* like, bool zero) {
+    return thn_output(out, PyArray_NDIM(like), PyArray_DIMS(like), PyArray_TYPE(like), zero);
+}
+
+/* ---- errors ----------------------------------------------------------------------
+ * Shapes print as Python tuples, e.g. "(32, 50, 256)". */
+static inline void thn_format_shape(char* buffer, size_t size, int nd, const npy_intp* dims) {
+    size_t used = (size_t)snprintf(buffer, size, "(");
+    for (int i = 0; i < nd && used < size; ++i)
+        used += (size_t)snprintf(buffer + used, size - used, i ? ", %ld" : "%ld", (long)dims[i]);
+    if (used < size) snprintf(buffer + used, size - used, nd == 1 ? ",)" : ")");
+}
+
+/* Set a ValueError "<op>: <what> has shape (..), expected <expected>"; returns -1. */
+static inline int thn_shape_error(const char* op, const char* what, PyArrayObject* array,
+                                  const char* expected) {
+    char shape[128];
+    thn_format_shape(shape, sizeof shape, PyArray_NDIM(array), PyArray_DIMS(array));
+    PyErr_Format(PyExc_ValueError, "%s: %s has shape %s, expected %s", op, what, shape,
+                 expected);
+    return -1;
+}
+
+/* ---- convolution geometry -----------------------------------------------------------
+ * Output length along one axis of a convolution of `size` inputs with a `filter`
+ * taps long filter moved by `stride`; the padding is 0 ("valid"), filter - 1
+ * ("full") or (filter - 1) / 2 in front and filter / 2 behind ("same", odd and
+ * even filters alike). The Python side of the same rules lives in one place too
+ * (the convolution module of theanets.ops). */
+enum thn_border { THN_VALID = 0, THN_FULL = 1, THN_SAME = 2 };
+
+THN_INLINE npy_intp thn_pad_before(npy_intp filter, int border) {
+    return border == THN_FULL ? filter - 1 : border == THN_SAME ? (filter - 1) / 2 : 0;
+}
+
+THN_INLINE npy_intp thn_pad_after(npy_intp filter, int border) {
+    return border == THN_FULL ? filter - 1 : border == THN_SAME ? filter / 2 : 0;
+}
+
+THN_INLINE npy_intp thn_conv_out_len(npy_intp size, npy_intp filter, npy_intp stride,
+                                     int border) {
+    const npy_intp padded = size + thn_pad_before(filter, border) + thn_pad_after(filter, border);
+    return padded < filter ? 0 : (padded - filter) / stride + 1;
+}
+
+#endif /* THEANETS_H */
