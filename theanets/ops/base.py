@@ -21,13 +21,15 @@ import hashlib
 import importlib.resources
 import inspect
 import logging
+import os
+import platform
 import shlex
 
 import pytensor
 from pytensor.link.c.op import COp
 
-__all__ = ['CSourceOp', 'c_source', 'blas_flags', 'jax_twin', 'register_jax_twins',
-           'warn_once']
+__all__ = ['CSourceOp', 'c_source', 'blas_flags', 'portable', 'jax_twin',
+           'register_jax_twins', 'warn_once']
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,22 @@ def blas_flags():
     return libraries, lib_dirs, other
 
 
+def portable():
+    """Whether to compile the C ops for CPUs without AVX-512 (``THEANETS_PORTABLE=1``).
+
+    PyTensor compiles for the CPU it runs on. With this setting the ops are
+    compiled as for a CPU with AVX2 but no AVX-512, which is how tests and
+    benchmarks check the code most laptops run on an AVX-512 machine. It is
+    read whenever a function is compiled, and is part of the compile-cache key.
+    """
+    return os.environ.get('THEANETS_PORTABLE', '0') not in ('', '0')
+
+
+def _target_flags():
+    x86 = platform.machine().lower() in ('x86_64', 'amd64')
+    return ['-mno-avx512f'] if portable() and x86 else []
+
+
 _WARNED = set()
 
 
@@ -112,7 +130,7 @@ class CSourceOp(COp):
         return _digest(type(self).__module__, tuple(self.C_SOURCES))
 
     def c_compile_args(self, **kwargs):
-        args = ['-fopenmp-simd']
+        args = ['-fopenmp-simd'] + _target_flags()
         return args + (blas_flags()[2] if self.USES_BLAS else [])
 
     def c_libraries(self, **kwargs):
