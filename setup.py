@@ -27,9 +27,9 @@ setuptools.setup(
     license='MIT',
     packages=setuptools.find_packages(include=['theanets', 'theanets.*']),
     package_data={'theanets': ['data/*.txt', 'ops/c/*.h', 'ops/c/*.c']},
-    python_requires='>=3.10',
+    python_requires='>=3.11',
     install_requires=[
-        'pytensor>=2.30,<4',
+        'pytensor>=3.0.7,<3.4',
         'numpy>=1.24',
         'scipy>=1.10',
         'scipy-openblas32>=0.3.27',
@@ -39,7 +39,8 @@ setuptools.setup(
     extras_require={
         'examples': ['scikit-learn>=1.2', 'matplotlib>=3.6', 'ipywidgets>=8'],
         'test': ['pytest>=7', 'hypothesis>=6.50', 'scikit-learn>=1.2', 'sphinx>=7',
-                 'nbclient>=0.7', 'nbformat>=5.1', 'ipykernel>=6', 'matplotlib>=3.6'],
+                 'nbclient>=0.7', 'nbformat>=5.1', 'ipykernel>=6', 'matplotlib>=3.6',
+                 'jax>=0.4.30'],
         'docs': ['sphinx>=7'],
         'jax': ['jax>=0.4.30'],
         'bench': ['torch>=2.0'],
@@ -51,6 +52,9 @@ setuptools.setup(
         'License :: OSI Approved :: MIT License',
         'Operating System :: OS Independent',
         'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3.11',
+        'Programming Language :: Python :: 3.12',
+        'Programming Language :: Python :: 3.13',
         'Topic :: Scientific/Engineering :: Artificial Intelligence',
     ],
 )
