@@ -1,0 +1,133 @@
+"""Concurrent use: processes sharing a compile cache, threads sharing a network, files.
+
+People run several trainings at once (hyperparameter searches with joblib or
+multiprocessing, several notebooks). They share PyTensor's compile directory,
+may call ``predict`` on one network from several threads, and may load a model
+file while another process saves it.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import theanets
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Trains a small MLP and a small LSTM and saves their parameters to argv[1].
+WORKER = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import theanets
+
+    rng = np.random.RandomState(3)
+    x = rng.randn(40, 4).astype('f')
+    y = rng.randn(40, 2).astype('f')
+    xs = rng.randn(6, 5, 3).astype('f')
+    ys = rng.randn(6, 5, 2).astype('f')
+    mlp = theanets.Regressor([4, (8, 'tanh'), 2], rng=5)
+    mlp.train([x, y], algo='adam', max_updates=6, batch_size=10, patience=100)
+    lstm = theanets.recurrent.Regressor([3, (5, 'lstm'), 2], rng=5)
+    lstm.train([xs, ys], algo='rmsprop', max_updates=4, batch_size=3, patience=100)
+    values = {p.name: p.get_value() for p in mlp.params + lstm.params}
+    np.savez(sys.argv[1], **values)
+''')
+
+
+def _env(compiledir):
+    env = dict(os.environ)
+    flags = [f for f in env.get('PYTENSOR_FLAGS', '').split(',')
+             if f and not f.startswith(('base_compiledir', 'compiledir'))]
+    env['PYTENSOR_FLAGS'] = ','.join(flags + ['base_compiledir=' + str(compiledir)])
+    env['PYTHONPATH'] = os.pathsep.join([ROOT] + [p for p in [env.get('PYTHONPATH')] if p])
+    return env
+
+
+def _start(script, out, compiledir):
+    return subprocess.Popen([sys.executable, '-c', script, str(out)], env=_env(compiledir),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _finish(proc, timeout=900):
+    output, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, output.decode(errors='replace')[-3000:]
+
+
+@pytest.mark.slow
+def test_four_processes_on_an_empty_compile_cache_train_like_a_lone_run(tmp_path):
+    shared = tmp_path / 'shared-cache'
+    procs = [_start(WORKER, tmp_path / 'run{}.npz'.format(i), shared) for i in range(4)]
+    for proc in procs:
+        _finish(proc)
+    _finish(_start(WORKER, tmp_path / 'lone.npz', tmp_path / 'lone-cache'))
+    lone = np.load(tmp_path / 'lone.npz')
+    for i in range(4):
+        run = np.load(tmp_path / 'run{}.npz'.format(i))
+        assert sorted(run.files) == sorted(lone.files)
+        for name in lone.files:
+            np.testing.assert_allclose(run[name], lone[name], rtol=1e-6, atol=1e-7,
+                                       err_msg='process {} parameter {}'.format(i, name))
+
+
+def test_threads_calling_predict_on_one_network_get_single_threaded_results():
+    rng = np.random.RandomState(4)
+    net = theanets.Classifier([5, (16, 'relu'), 3], rng=2)
+    net.train([rng.randn(30, 5).astype('f'), rng.randint(3, size=30).astype('i')],
+              algo='sgd', max_updates=2, batch_size=10)
+    inputs = [rng.randn(50 + 7 * i, 5).astype('f') for i in range(4)]
+    expected = [net.predict(x) for x in inputs]
+    results = {i: [] for i in range(4)}
+    errors = []
+    barrier = threading.Barrier(4)
+
+    def work(i):
+        try:
+            barrier.wait()
+            for _ in range(25):
+                results[i].append(net.predict(inputs[i]))
+        except Exception as err:  # reported below with the thread's number
+            errors.append((i, err))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    for i in range(4):
+        assert len(results[i]) == 25
+        for got in results[i]:
+            np.testing.assert_array_equal(got, expected[i])
+
+
+SAVER = textwrap.dedent('''
+    import sys
+    import theanets
+
+    nets = [theanets.Regressor([3, (40, 'tanh'), 2], rng=seed) for seed in (1, 2)]
+    for i in range(int(sys.argv[2])):
+        nets[i % 2].save(sys.argv[1])
+''')
+
+
+def test_loading_while_another_process_saves_never_sees_a_partial_file(tmp_path):
+    path = tmp_path / 'model.pkl'
+    nets = [theanets.Regressor([3, (40, 'tanh'), 2], rng=seed) for seed in (1, 2)]
+    nets[0].save(path)
+    known = [n.find('hid1', 'w').get_value() for n in nets]
+    saver = subprocess.Popen([sys.executable, '-c', SAVER, str(path), '200'],
+                             env=_env(tmp_path / 'cache'), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+    loads = 0
+    while saver.poll() is None or loads < 20:
+        net = theanets.Regressor.load(path)
+        w = net.find('hid1', 'w').get_value()
+        assert any(np.array_equal(w, k) for k in known)
+        loads += 1
+    _finish(saver)
+    assert loads >= 20
