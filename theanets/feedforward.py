@@ -126,7 +126,7 @@ class Autoencoder(graph.Network):
         for layer in self.layers:
             shapes = layer.output_shapes()
             if name in shapes:
-                return shapes[name]
+                return (None, ) + tuple(shapes[name])
         return (None, ) * self.INPUT_NDIM
 
     def score(self, x, w=None, **kwargs):

@@ -20,7 +20,7 @@ Examples
 ...     dict(form='pool2', pool_size=(2, 2)),
 ...     'flatten', 10])
 >>> net.layers[1].output_shape, net.layers[2].output_shape
-((None, 6, 6, 4), (None, 3, 3, 4))
+((6, 6, 4), (3, 3, 4))
 >>> net.predict(np.zeros((2, 8, 8, 1), 'f')).shape
 (2,)
 """
@@ -80,38 +80,31 @@ class Convolution(Layer):
         self.stride = _ints(stride, self.NDIM, 'stride', name)
         self.border_mode = border_mode
         super().__init__(**kwargs)
-        self.kwargs.update(filter_size=filter_size, stride=stride, border_mode=border_mode)
 
     def resolve_outputs(self):
         shape = self.input_shape
-        if len(shape) != self.NDIM + 2:
+        if len(shape) != self.NDIM + 1:
             raise util.ConfigurationError(
-                'layer {!r} ({}) needs {}-D input (batch, {}channels), got {!r} of shape {}'
-                .format(self.name, type(self).__name__, self.NDIM + 2, 'position, ' * self.NDIM,
-                        self.input_name, shape))
+                'layer {!r} ({}) needs {}-D input (batch, {}channels), got {!r} of shape {} '
+                'per example'.format(self.name, type(self).__name__, self.NDIM + 2,
+                                     'position, ' * self.NDIM, self.input_name, shape))
         if self.size is None:
             raise util.ConfigurationError(
                 'convolution layer {!r} needs a size (the number of filters)'.format(self.name))
-        spatial = conv.output_shape(shape[1:-1], self.filter_size, self.stride,
+        spatial = conv.output_shape(shape[:-1], self.filter_size, self.stride,
                                     self.border_mode)
         if any(s is not None and s < 1 for s in spatial):
             raise util.ConfigurationError(
                 'layer {!r}: filter {} does not fit input {} with border_mode={!r}'.format(
-                    self.name, self.filter_size, shape[1:-1], self.border_mode))
-        self._output_shape = (None, ) + spatial + (self.size, )
+                    self.name, self.filter_size, shape[:-1], self.border_mode))
+        self._output_shape = spatial + (self.size, )
 
     def _filter_shape(self):
         return (self.output_size, self.input_size) + self.filter_size
 
     def setup(self):
         shape = self._filter_shape()
-        fan_in = int(np.prod(shape[1:]))
-        value = util.random_matrix(
-            shape[0], fan_in,
-            mean=self._init_value('mean', 'w', 0),
-            std=self._init_value('std', 'w', 0) or 1 / np.sqrt(fan_in + shape[0]),
-            sparsity=self._init_value('sparsity', 'w', 0), rng=self.rng)
-        self._add_param('w', value.reshape(shape))
+        self.add_weights('w', shape[0], int(np.prod(shape[1:])), shape=shape)
         self.add_bias('b', self.output_size)
 
     def _convolve(self, x, w):
@@ -174,6 +167,8 @@ class Pooling(Layer):
     """
 
     NDIM = None
+    FIXED_ACTIVATION = ('linear', 'a pooling layer takes the max or mean of each window and '
+                        'applies no activation')
 
     def __init__(self, pool_size=None, stride=None, mode='max', **kwargs):
         name = kwargs.get('name')
@@ -187,22 +182,20 @@ class Pooling(Layer):
         self.stride = self.pool_size if stride is None else _ints(
             stride, self.NDIM, 'stride', name)
         self.mode = mode
-        kwargs['activation'] = 'linear'
         super().__init__(**kwargs)
-        self.kwargs.update(pool_size=pool_size, stride=stride, mode=mode)
 
     def resolve_outputs(self):
         shape = self.input_shape
-        if len(shape) != self.NDIM + 2:
+        if len(shape) != self.NDIM + 1:
             raise util.ConfigurationError(
-                'layer {!r} ({}) needs {}-D input, got {!r} of shape {}'.format(
+                'layer {!r} ({}) needs {}-D input, got {!r} of shape {} per example'.format(
                     self.name, type(self).__name__, self.NDIM + 2, self.input_name, shape))
-        spatial = conv.pool_output_shape(shape[1:-1], self.pool_size, self.stride)
+        spatial = conv.pool_output_shape(shape[:-1], self.pool_size, self.stride)
         if any(s is not None and s < 1 for s in spatial):
             raise util.ConfigurationError(
                 'layer {!r}: pool {} does not fit input {}'.format(
-                    self.name, self.pool_size, shape[1:-1]))
-        self._output_shape = (None, ) + spatial + (shape[-1], )
+                    self.name, self.pool_size, shape[:-1]))
+        self._output_shape = spatial + (shape[-1], )
 
 
 Pooling._registry.add(Pooling)
