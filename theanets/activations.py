@@ -19,7 +19,6 @@ Examples
 """
 
 import numpy as np
-import pytensor
 import pytensor.tensor as TT
 
 from . import backend, util
@@ -103,8 +102,8 @@ class Activation(util.Registrar):
         return '<Activation {}>'.format(self.name)
 
     def _add_param(self, suffix, value):
-        """Create a parameter ``'<layer>.<suffix>'`` through the layer (see ``Layer.make_param``)."""
-        param = self.layer.make_param(suffix, value)
+        """Create a parameter ``'<layer>.<suffix>'`` (see :func:`theanets.util.make_param`)."""
+        param = util.make_param('{}.{}'.format(self.layer.name, suffix), value)
         self.params.append(param)
         return param
 

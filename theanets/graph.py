@@ -319,13 +319,8 @@ class Network(object):
             loss = None
         form = kwargs.pop('form', loss) or 'mse'
         if not losses_module.Loss.is_registered(form):
-            known = sorted(losses_module.Loss._registry.classes)
-            near = util.closest(str(form).lower(), known)
-            raise util.ConfigurationError('unknown loss {!r}{}; known losses: {}'.format(
-                form, ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
-                ', '.join(known)))
+            raise util.unknown_name('loss', form, losses_module.Loss._registry.classes)
         cls = losses_module.Loss.get_class(form)
-        util.check_kwargs(kwargs, util.accepted_kwargs(cls), 'loss {!r}'.format(form))
         if not self.layers:
             raise util.ConfigurationError('add layers before adding a loss')
         kwargs.setdefault('target', self._default_target())
@@ -441,15 +436,24 @@ class Network(object):
             self._graphs[key] = outputs, updates
         return self._graphs[key]
 
-    def _regularizers(self, kwargs, extra=()):
-        util.check_kwargs(kwargs, regularizers.keyword_names() | {'rng'} | set(extra),
-                          '{}.feed_forward() and predict()'.format(type(self).__name__))
-        return regularizers.from_kwargs(self, **kwargs)
+    def _regularizers(self, kwargs, method, accept=()):
+        """Regularizers from the keywords given to ``method``, which also reads ``accept``."""
+        return regularizers.from_kwargs(
+            self, accept=accept, caller='{}.{}()'.format(type(self).__name__, method), **kwargs)
 
     def loss(self, **kwargs):
-        """Return the scalar training loss: weighted losses plus regularizer terms."""
+        """Return the scalar training loss: weighted losses plus regularizer terms.
+
+        Parameters
+        ----------
+        **kwargs
+            Regularizer keywords, as for ``train`` (``weight_l2=1e-4``,
+            ``hidden_dropout=0.5``, ``rng``...). ``monitors`` is accepted
+            (and checked) so that one set of keywords serves ``loss``,
+            :meth:`monitors` and :meth:`updates`. Other names raise TypeError.
+        """
         self._ensure_ready()
-        regs = regularizers.from_kwargs(self, **kwargs)
+        regs = self._regularizers(kwargs, 'loss', accept=('monitors', ))
         outputs, _ = self.build_graph(regs)
         total = sum(l.weight * l(outputs) for l in self.losses)
         for reg in regs:
@@ -462,10 +466,10 @@ class Network(object):
         """Return ``[(name, expression)]`` to compute during training: ``'err'`` then user monitors.
 
         ``monitors=`` is a dict ``{pattern: levels}`` or a list of pairs; see
-        the training guide for the format.
+        the training guide for the format. Other keywords are those of :meth:`loss`.
         """
         self._ensure_ready()
-        regs = regularizers.from_kwargs(self, **kwargs)
+        regs = self._regularizers(kwargs, 'monitors', accept=('monitors', ))
         outputs, _ = self.build_graph(regs)
         result = [('err', self.losses[0](outputs))]
         for pattern, levels in _monitor_pairs(kwargs.get('monitors')):
@@ -482,8 +486,8 @@ class Network(object):
                 yield param.name, param
 
     def updates(self, **kwargs):
-        """Return the graph's own updates (e.g. from recurrent scans)."""
-        regs = regularizers.from_kwargs(self, **kwargs)
+        """Return the graph's own updates (e.g. of noise streams); keywords as for :meth:`loss`."""
+        regs = self._regularizers(kwargs, 'updates', accept=('monitors', ))
         return self.build_graph(regs)[1]
 
     # ----- computing ------------------------------------------------------------------
@@ -495,9 +499,9 @@ class Network(object):
             not more else [x] + list(more)
         return checks.inputs(self, arrays, kwargs.pop('allow_nonfinite', False))
 
-    def _compute(self, names, arrays, kwargs):
+    def _compute(self, names, arrays, kwargs, method='feed_forward'):
         """Compile (once) and run a function from the inputs to the named outputs."""
-        regs = self._regularizers(kwargs)
+        regs = self._regularizers(kwargs, method)
         outputs, updates = self.build_graph(regs)
         names = list(outputs) if names is None else list(names)
         key = ('compute', self._graph_key(regs), tuple(names))
@@ -530,7 +534,7 @@ class Network(object):
         """Compute the output of the network's last layer for input ``x`` (batch, ...)."""
         arrays = self._input_arrays(x, more, kwargs)
         name = self.layers[-1].output_name
-        return self._compute([name], arrays, kwargs)[name]
+        return self._compute([name], arrays, kwargs, 'predict')[name]
 
     def score(self, x, y, w=None, **kwargs):
         """Return the R^2 of predictions of ``y`` (per column, averaged; weighted by ``w``)."""
@@ -603,7 +607,7 @@ class Network(object):
     # ----- persistence ----------------------------------------------------------------
 
     def __getstate__(self):
-        """The attributes without caches, pickled to checked bytes (see :mod:`theanets.persistence`)."""
+        """Attributes without caches, pickled to checked bytes (:mod:`theanets.persistence`)."""
         state = dict(self.__dict__)
         for key in ('_graphs', '_functions', '_optimizers'):
             state.pop(key, None)

@@ -97,14 +97,22 @@ def check_kwargs(kwargs, valid, where):
 
 
 def accepted_kwargs(cls):
-    """Return the keyword names the constructors along ``cls``'s MRO declare."""
+    """Return the keyword names the constructors along ``cls``'s MRO declare.
+
+    Returns None (anything goes) when a constructor defined outside theanets
+    takes ``**kwargs``: that class reads its keywords itself.
+    """
     import inspect
     names = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get('__init__')
-        if init is not None and init is not object.__init__:
-            names.update(p.name for p in inspect.signature(init).parameters.values()
-                         if p.name != 'self' and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        if init is None or init is object.__init__:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind == p.VAR_KEYWORD and not klass.__module__.startswith('theanets.'):
+                return None
+            if p.name != 'self' and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                names.add(p.name)
     return names
 
 
@@ -144,9 +152,29 @@ class Registry(object):
 
 
 class Registrar(object):
-    """Mixin giving a class family ``build``, ``get_class`` and ``is_registered``."""
+    """Mixin giving a class family ``build``, ``get_class`` and ``is_registered``.
+
+    Creating an instance checks its keyword arguments first: an unknown one
+    raises a TypeError naming it, the class and the closest valid names.
+    """
 
     _registry = None
+
+    def __new__(cls, *args, **kwargs):
+        valid = cls.valid_kwargs(kwargs)
+        if valid is not None:
+            check_kwargs(kwargs, valid, cls.kwargs_owner(kwargs))
+        return super().__new__(cls)
+
+    @classmethod
+    def valid_kwargs(cls, kwargs):
+        """Return the keyword names the constructor takes (None: any)."""
+        return accepted_kwargs(cls)
+
+    @classmethod
+    def kwargs_owner(cls, kwargs):
+        """How errors about keyword arguments name the constructor."""
+        return '{}()'.format(cls.__name__)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -274,6 +302,42 @@ def params_matching(layers, patterns):
         for param in layer.params:
             if any(fnmatch.fnmatch(param.name, p) for p in patterns):
                 yield param.name, param
+
+
+def make_param(name, value, regularizable=None):
+    """Create a learnable parameter: the one place theanets makes them.
+
+    Layers (``Layer.add_weights``, ``add_bias``...) and activations with
+    learnable values (``prelu``, ``maxout``...) create their parameters here.
+
+    Parameters
+    ----------
+    name : str
+        Full name, ``'<layer>.<param>'``.
+    value : ndarray
+        Initial value, cast to floatX; its shape is the parameter's static shape.
+    regularizable : bool, optional
+        Whether weight penalties (``weight_l2``...) apply; by default to
+        parameters of two or more dimensions (not to biases).
+
+    Returns
+    -------
+    shared variable
+    """
+    import pytensor
+    value = np.asarray(value, dtype=FLOAT)
+    param = pytensor.shared(value, name=name, shape=value.shape)
+    param.tag.regularizable = value.ndim > 1 if regularizable is None else bool(regularizable)
+    return param
+
+
+def regularizable(param):
+    """True if weight penalties (``weight_l2``...) apply to the parameter ``param``.
+
+    Set when the parameter is created (see ``Layer.make_param``); by default
+    for parameters of two or more dimensions, not for biases.
+    """
+    return getattr(param.tag, 'regularizable', param.ndim > 1)
 
 
 def atomic_write(path, write):

@@ -113,11 +113,6 @@ def positive_int(value, what, layer):
     return int(value)
 
 
-def regularizable(param):
-    """True if weight penalties (``weight_l2``...) apply to ``param``."""
-    return getattr(param.tag, 'regularizable', param.ndim > 1)
-
-
 class Layer(util.Registrar):
     """Base class for network layers.
 
@@ -175,7 +170,7 @@ class Layer(util.Registrar):
     TAKES_RADIUS = False
 
     def __new__(cls, *args, **kwargs):
-        self = super().__new__(cls)
+        self = super().__new__(cls, *args, **kwargs)
         given = _given_arguments(cls, args, kwargs)
         given.pop('name', None)
         self.kwargs = given
@@ -186,8 +181,8 @@ class Layer(util.Registrar):
         Layer._count += 1
         self.name = name or 'layer{}'.format(Layer._count)
         bad = [k for k in kwargs if not _INIT_KWARG.match(k)]
-        if bad:
-            util.check_kwargs(bad, self._valid_kwargs(), self._where())
+        if bad:  # passed on by a subclass; what callers give is checked by __new__
+            util.check_kwargs(bad, self.valid_kwargs({}), self._where())
         for key, value in kwargs.items():  # options a subclass passes on count as given
             self.kwargs.setdefault(key, value)
         self.size = None if size is None else positive_int(size, 'size', self.name)
@@ -208,6 +203,19 @@ class Layer(util.Registrar):
         self.activate = None
 
     @classmethod
+    def valid_kwargs(cls, kwargs):
+        valid = util.accepted_kwargs(cls)
+        if valid is None:
+            return None
+        return valid | set(_INIT_OPTIONS) | {k for k in kwargs if _INIT_KWARG.match(k)}
+
+    @classmethod
+    def kwargs_owner(cls, kwargs):
+        if kwargs.get('name') is None:
+            return '{}()'.format(cls.__name__)
+        return 'layer {!r} ({})'.format(kwargs['name'], cls.__name__)
+
+    @classmethod
     def fixed_activation(cls, kwargs):
         """Return ``(activation, reason)`` if layers built with ``kwargs`` always use one."""
         return cls.FIXED_ACTIVATION
@@ -225,9 +233,6 @@ class Layer(util.Registrar):
 
     def _where(self):
         return 'layer {!r} ({})'.format(self.name, type(self).__name__)
-
-    def _valid_kwargs(self):
-        return util.accepted_kwargs(type(self)) | set(_INIT_OPTIONS)
 
     # ----- shapes -------------------------------------------------------------
 
@@ -277,7 +282,7 @@ class Layer(util.Registrar):
         return '{}:{}'.format(self.name, output)
 
     def _input_specs(self):
-        """Return ``[(reference, declared size or None)]``; a None reference is the previous layer."""
+        """Return ``[(reference, declared size or None)]``; reference None: the previous layer."""
         spec = self.inputs
         if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
             return [(None, positive_int(spec, 'inputs', self.name))]
@@ -488,32 +493,12 @@ class Layer(util.Registrar):
             raise util.ConfigurationError('layer {!r}, parameter {!r}: {}'.format(
                 self.name, param, err)) from None
 
-    def make_param(self, name, value, regularizable=None):
-        """Create a learnable parameter ``'<layer>.<name>'`` holding ``value``.
-
-        This is the one place theanets creates parameters (the layer's own, and
-        those of its activation, which are not added to the layer's list).
-
-        Parameters
-        ----------
-        name : str
-        value : ndarray
-            Initial value; its shape is the parameter's static shape.
-        regularizable : bool, optional
-            Whether weight penalties (``weight_l2``...) apply; by default,
-            to parameters of two or more dimensions (not to biases).
-        """
-        value = np.asarray(value, dtype=util.FLOAT)
-        param = pytensor.shared(value, name=self._fmt(name), shape=value.shape)
-        param.tag.regularizable = value.ndim > 1 if regularizable is None else \
-            bool(regularizable)
-        return param
-
     def _add_param(self, name, value, regularizable=None):
+        """Create (:func:`theanets.util.make_param`) and keep a parameter ``'<layer>.<name>'``."""
         if any(p.name == self._fmt(name) for p in self._params):
             raise util.ConfigurationError(
                 'layer {!r} already has a parameter named {!r}'.format(self.name, name))
-        param = self.make_param(name, value, regularizable)
+        param = util.make_param(self._fmt(name), value, regularizable)
         self._params.append(param)
         return param
 

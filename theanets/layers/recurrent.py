@@ -831,7 +831,6 @@ class Bidirectional(Layer):
             raise util.ConfigurationError(
                 'bidirectional layer {!r}: worker must name a recurrent layer form such as '
                 '"rnn", "lstm" or "gru", got {!r}'.format(kwargs.get('name'), worker))
-        cls = Layer.get_class(worker)
         own = util.accepted_kwargs(Layer)
         passed = {k: kwargs.pop(k) for k in list(kwargs)
                   if k not in own and not _INIT_KWARG.match(k)}
@@ -839,14 +838,21 @@ class Bidirectional(Layer):
             raise util.ConfigurationError(
                 'bidirectional layer {!r}: direction is set by the layer; remove '
                 'direction={!r}'.format(kwargs.get('name'), passed['direction']))
-        util.check_kwargs(passed, util.accepted_kwargs(cls) - own - {'direction'},
-                          'bidirectional layer {!r} ({} worker)'.format(
-                              kwargs.get('name', '?'), worker))
         super().__init__(**kwargs)
         self.worker = worker.lower()
         self.worker_kwargs = passed
         self.workers = ()
         self._graph_layers = None
+
+    @classmethod
+    def valid_kwargs(cls, kwargs):
+        """Own keywords and those of the worker layer (given to both workers)."""
+        valid = super().valid_kwargs(kwargs)
+        worker = kwargs.get('worker', 'rnn')
+        if valid is not None and isinstance(worker, str) and Layer.is_registered(worker):
+            extra = util.accepted_kwargs(Layer.get_class(worker))
+            valid = None if extra is None else valid | extra
+        return valid
 
     @classmethod
     def fixed_activation(cls, kwargs):
