@@ -169,6 +169,12 @@ BAD_INPUTS = [
     pytest.param(lambda: R([4, dict(size=3, shape=(2,))]), ConfigurationError,
                  r"layer 'out' \(Feedforward\): size=3 but its output has 2 values on the last axis",
                  id='size-and-shape'),
+    pytest.param(lambda: R([4, dict(form='classifier', size=3, activation='tanh')]),
+                 ConfigurationError, r"layer 'out' \(Classifier\): a classifier layer always "
+                 r"uses softmax, so activation='tanh' cannot apply", id='fixed-activation'),
+    pytest.param(lambda: R([4, dict(size=3, std=-1)]), ConfigurationError,
+                 r"layer 'out', parameter 'w': std must be a number >= 0, got -1",
+                 id='negative-std'),
     pytest.param(lambda: R([4, 3, dict(size=2, inputs='hid9')]), ConfigurationError,
                  r"layer 'out': input 'hid9:out' is not an output of an earlier layer.*"
                  r"available outputs: ", id='inputs-missing-output'),
@@ -203,6 +209,12 @@ BAD_INPUTS = [
     pytest.param(lambda: train(R([4, 2]), X, Y, algo='sgd', beta1_halflife=3), TypeError,
                  r"'beta1_halflife', which is not a hyperparameter of algo='sgd' \(it belongs "
                  r"to adam\)", id='other-algorithms-kwarg'),
+    pytest.param(lambda: R([4, 2]).loss(hiden_l2=1), TypeError,
+                 r"Regressor.loss\(\) got unknown keyword argument 'hiden_l2' \(did you mean "
+                 r"'hidden_l2'", id='loss-kwarg'),
+    pytest.param(lambda: theanets.Loss.build('mse', target=2, wieght=1), TypeError,
+                 r"MeanSquaredError\(\) got unknown keyword argument 'wieght' \(did you mean "
+                 r"'weight'", id='class-kwarg'),
     pytest.param(lambda: R([4, 2]).predict(X, dropuot=0.5), TypeError,
                  r"predict\(\) got unknown keyword argument 'dropuot' \(did you mean 'dropout'",
                  id='unknown-predict-kwarg'),
