@@ -66,7 +66,7 @@ def unknown_name(kind, name, known, error=None, hint='', where=''):
     Examples
     --------
     >>> print(unknown_name('loss', 'msee', ['mse', 'mae']))
-    unknown loss 'msee' (did you mean 'mse'?); known losses: mae, mse
+    unknown loss 'msee' (did you mean 'mse', 'mae'?); known losses: mae, mse
     """
     known = sorted(set(known))
     plural = kind[:-1] + 'ies' if kind.endswith('y') else kind + ('es' if kind.endswith(

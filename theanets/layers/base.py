@@ -22,6 +22,7 @@ layer of 10 units, ``(None, 10)`` (time, units) for a recurrent one,
 import collections
 import contextlib
 import inspect
+import itertools
 import logging
 import re
 import sys
@@ -308,34 +309,45 @@ class Layer(util.Registrar):
             If an input names no output of an earlier layer, or a declared
             size does not match.
         """
-        available, previous = {}, None
-        for layer in layers:
-            if layer is self:
-                break
-            available.update(layer.output_shapes())
-            previous = layer
+        earlier = self._earlier(layers)
+        available = self._earlier_outputs(layers)
         self._input_shapes = collections.OrderedDict()
         for ref, size in self._input_specs():
-            if ref is None and previous is None:
+            if ref is None and not earlier:
                 raise util.ConfigurationError(
                     'layer {!r}: inputs={} means the output of the previous layer, but there '
                     'is none'.format(self.name, size))
-            name = (previous if ref is None else ref)
-            name = name.output_name if isinstance(name, Layer) else str(name)
-            if ':' not in name:
-                name += ':out'
-            if name not in available:
-                raise util.ConfigurationError(
-                    'layer {!r}: input {!r} is not an output of an earlier layer{}; available '
-                    'outputs: {}'.format(self.name, name, util.did_you_mean(name, available),
-                                         ', '.join(sorted(available)) or 'none'))
-            shape = available[name]
+            name, shape = self._find_output(earlier[-1] if ref is None else ref, available,
+                                            'input')
             if size is not None and shape[-1] != size:
                 raise util.ConfigurationError(
                     'layer {!r}: input {!r} has size {}, but inputs= declared {}; correct '
                     'the size in inputs= or read another output'.format(
                         self.name, name, shape[-1], size))
             self._input_shapes[name] = shape
+
+    def _earlier(self, layers):
+        """Return the layers before this one in ``layers``."""
+        return list(itertools.takewhile(lambda layer: layer is not self, layers))
+
+    def _earlier_outputs(self, layers):
+        """Return ``{output name: shape}`` of the layers before this one in ``layers``."""
+        available = {}
+        for layer in self._earlier(layers):
+            available.update(layer.output_shapes())
+        return available
+
+    def _find_output(self, ref, available, what):
+        """Return ``(name, shape)`` of the earlier output ``ref`` (a name or Layer) names."""
+        name = ref.output_name if isinstance(ref, Layer) else str(ref)
+        if ':' not in name:
+            name += ':out'
+        if name not in available:
+            raise util.ConfigurationError(
+                'layer {!r}: {} {!r} is not an output of an earlier layer{}; available '
+                'outputs: {}'.format(self.name, what, name, util.did_you_mean(name, available),
+                                     ', '.join(sorted(available)) or 'none'))
+        return name, available[name]
 
     def resolve_outputs(self):
         """Set the output shape: the inputs' leading axes, then ``size`` units.

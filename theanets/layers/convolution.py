@@ -46,6 +46,31 @@ def _ints(value, n, what, layer):
     return tuple(int(v) for v in values)
 
 
+def _choice(value, choices, what, layer):
+    if value not in choices:
+        raise util.ConfigurationError('layer {!r}: {} must be {}, got {!r}'.format(
+            layer, what, ' or '.join(map(repr, choices)), value))
+    return value
+
+
+def _spatial_output(layer, spatial, what):
+    """Set ``layer``'s output shape from its input's and the window arithmetic ``spatial``.
+
+    ``spatial(positions)`` maps the input's spatial sizes to the output's.
+    """
+    shape = layer.input_shape
+    if len(shape) != layer.NDIM + 1:
+        raise util.ConfigurationError(
+            'layer {!r} ({}) needs {}-D input (batch, {}channels), got {!r} of shape {} '
+            'per example'.format(layer.name, type(layer).__name__, layer.NDIM + 2,
+                                 'position, ' * layer.NDIM, layer.input_name, shape))
+    positions = spatial(shape[:-1])
+    if any(s is not None and s < 1 for s in positions):
+        raise util.ConfigurationError('layer {!r}: {} does not fit input {}'.format(
+            layer.name, what, shape[:-1]))
+    return positions + (shape[-1], )
+
+
 class Convolution(Layer):
     """Base class of convolution layers over ``NDIM`` spatial axes.
 
@@ -72,32 +97,20 @@ class Convolution(Layer):
         if filter_size is None:
             raise util.ConfigurationError(
                 'convolution layer {!r} needs filter_size='.format(name))
-        if border_mode not in ('valid', 'full', 'same'):
-            raise util.ConfigurationError(
-                "layer {!r}: border_mode must be 'valid', 'full' or 'same', got {!r}".format(
-                    name, border_mode))
+        self.border_mode = _choice(border_mode, ('valid', 'full', 'same'), 'border_mode', name)
         self.filter_size = _ints(filter_size, self.NDIM, 'filter_size', name)
         self.stride = _ints(stride, self.NDIM, 'stride', name)
-        self.border_mode = border_mode
         super().__init__(**kwargs)
 
     def resolve_outputs(self):
-        shape = self.input_shape
-        if len(shape) != self.NDIM + 1:
-            raise util.ConfigurationError(
-                'layer {!r} ({}) needs {}-D input (batch, {}channels), got {!r} of shape {} '
-                'per example'.format(self.name, type(self).__name__, self.NDIM + 2,
-                                     'position, ' * self.NDIM, self.input_name, shape))
         if self.size is None:
             raise util.ConfigurationError(
                 'convolution layer {!r} needs a size (the number of filters)'.format(self.name))
-        spatial = conv.output_shape(shape[:-1], self.filter_size, self.stride,
-                                    self.border_mode)
-        if any(s is not None and s < 1 for s in spatial):
-            raise util.ConfigurationError(
-                'layer {!r}: filter {} does not fit input {} with border_mode={!r}'.format(
-                    self.name, self.filter_size, shape[:-1], self.border_mode))
-        self._output_shape = spatial + (self.size, )
+        shape = _spatial_output(
+            self, lambda p: conv.output_shape(p, self.filter_size, self.stride,
+                                              self.border_mode),
+            'filter {} with border_mode={!r}'.format(self.filter_size, self.border_mode))
+        self._output_shape = shape[:-1] + (self.size, )
 
     def _filter_shape(self):
         return (self.output_size, self.input_size) + self.filter_size
@@ -174,28 +187,16 @@ class Pooling(Layer):
         name = kwargs.get('name')
         if pool_size is None:
             raise util.ConfigurationError('pooling layer {!r} needs pool_size='.format(name))
-        if mode not in ('max', 'mean', 'average'):
-            raise util.ConfigurationError(
-                "layer {!r}: mode must be 'max', 'mean' or 'average', got {!r}".format(
-                    name, mode))
+        self.mode = _choice(mode, ('max', 'mean', 'average'), 'mode', name)
         self.pool_size = _ints(pool_size, self.NDIM, 'pool_size', name)
         self.stride = self.pool_size if stride is None else _ints(
             stride, self.NDIM, 'stride', name)
-        self.mode = mode
         super().__init__(**kwargs)
 
     def resolve_outputs(self):
-        shape = self.input_shape
-        if len(shape) != self.NDIM + 1:
-            raise util.ConfigurationError(
-                'layer {!r} ({}) needs {}-D input, got {!r} of shape {} per example'.format(
-                    self.name, type(self).__name__, self.NDIM + 2, self.input_name, shape))
-        spatial = conv.pool_output_shape(shape[:-1], self.pool_size, self.stride)
-        if any(s is not None and s < 1 for s in spatial):
-            raise util.ConfigurationError(
-                'layer {!r}: pool {} does not fit input {}'.format(
-                    self.name, self.pool_size, shape[:-1]))
-        self._output_shape = spatial + (shape[-1], )
+        self._output_shape = _spatial_output(
+            self, lambda p: conv.pool_output_shape(p, self.pool_size, self.stride),
+            'pool {}'.format(self.pool_size))
 
 
 Pooling._registry.add(Pooling)

@@ -131,24 +131,13 @@ class Recurrent(Layer):
                 'recurrent layer {!r} needs (batch, time, variables) input, but {!r} has '
                 'shape {} per example; use a model from theanets.recurrent'.format(
                     self.name, self.input_name, self.input_shape))
-        available = {}
-        for layer in layers:
-            if layer is self:
-                break
-            available.update(layer.output_shapes())
+        available = self._earlier_outputs(layers)
         self._state_inputs = collections.OrderedDict()
         for kind in self.STATES:
             ref = getattr(self, kind, None)
-            if ref is None:
-                continue
-            name = ref.output_name if isinstance(ref, Layer) else str(ref)
-            if ':' not in name:
-                name += ':out'
-            if name not in available:
-                raise util.ConfigurationError(
-                    'layer {!r}: {}={!r} is not an output of an earlier layer; available '
-                    'outputs: {}'.format(self.name, kind, ref, ', '.join(sorted(available))))
-            self._state_inputs[kind] = (name, available[name])
+            if ref is not None:
+                self._state_inputs[kind] = self._find_output(
+                    ref, available, 'initial state {}='.format(kind))
 
     def resolve_outputs(self):
         super().resolve_outputs()
@@ -721,7 +710,7 @@ class SCRN(Recurrent):
                     rate=TT.ones_like(state) * r)
 
 
-class Clockwork(Recurrent):
+class Clockwork(RNN):
     r"""Clockwork RNN: groups of units ("modules") that update at different periods.
 
     The units are split into ``len(periods)`` equal modules; module :math:`i`
@@ -772,11 +761,6 @@ class Clockwork(Recurrent):
         """Return the (n, n) 0/1 mask of ``hh``: unit j feeds unit i iff T_j >= T_i."""
         per = self.unit_periods()
         return (per[:, None] >= per[None, :]).astype(util.FLOAT)
-
-    def setup(self):
-        self.add_weights('xh', self.input_size, self.output_size)
-        self.add_recurrent_weights('hh')
-        self.add_bias('b', self.output_size)
 
     def transform(self, inputs):
         xp = self._project(inputs, self.find('xh'), self.find('b'))
