@@ -46,7 +46,7 @@ def test_conv2_matches_scipy_reference(border_mode, stride):
     b = net.find('hid1', 'b').get_value()
     expected = conv2_reference(x, w, b, stride, border_mode)
     assert out.shape == expected.shape
-    assert net.layers[1].output_shape[1:3] == expected.shape[1:3]
+    assert net.layers[1].output_shape == expected.shape[1:]
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -87,7 +87,7 @@ def test_pool2_matches_numpy(mode):
     x = np.random.RandomState(2).randn(3, 7, 6, 2).astype('f')
     out = net.feed_forward(x)['hid1:out']
     np.testing.assert_allclose(out, pool_reference(x, (3, 2), (2, 1), mode), rtol=1e-5)
-    assert net.layers[1].output_shape == (None, 3, 5, 2)
+    assert net.layers[1].output_shape == (3, 5, 2)
     assert net.layers[1].params == []
 
 
@@ -128,7 +128,7 @@ def test_weight_shapes_and_param_count():
         (8, 8, 3), dict(form='conv2', size=5, filter_size=(3, 2)), 'flatten', 4])
     assert net.find('hid1', 'w').get_value().shape == (5, 3, 3, 2)
     assert net.find('hid1', 'b').get_value().shape == (5, )
-    assert net.layers[2].output_shape == (None, 6 * 7 * 5)
+    assert net.layers[2].output_shape == (6 * 7 * 5, )
     assert net.num_params == 5 * 3 * 3 * 2 + 5 + 6 * 7 * 5 * 4 + 4
 
 

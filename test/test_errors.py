@@ -131,13 +131,13 @@ BAD_INPUTS = [
                  r"score\(\) got 8 input example\(s\) but 3 target row\(s\)", id='score-targets'),
     # ----- the model and its layers
     pytest.param(lambda: R([4, dict(form='fedforward', size=2)]), ConfigurationError,
-                 r"unknown layer form 'fedforward' \(did you mean 'feedforward'.*known forms: ",
+                 r"unknown layer form 'fedforward' \(did you mean 'feedforward'.*known layer forms: ",
                  id='unknown-form'),
     pytest.param(lambda: R([4, (2, 'rleu')]), ConfigurationError,
                  r"unknown activation 'rleu' or layer form \(did you mean 'relu'.*known forms: "
                  r".*known activations: ", id='unknown-name-in-tuple'),
     pytest.param(lambda: R([4, dict(size=2, activation='tahn')]), ConfigurationError,
-                 r"unknown activation 'tahn' for layer 'out' \(did you mean 'tanh'.*known "
+                 r"layer 'out': unknown activation 'tahn' \(did you mean 'tanh'.*known "
                  r"activations: ", id='unknown-activation'),
     pytest.param(lambda: R([4, 2], loss='msee'), ConfigurationError,
                  r"unknown loss 'msee' \(did you mean 'mse'.*known losses: ", id='unknown-loss'),
@@ -165,13 +165,20 @@ BAD_INPUTS = [
                  r"layer 'in': shape must hold positive integers", id='zero-in-shape'),
     pytest.param(lambda: R([4, (2, 3)]), ConfigurationError,
                  r"layer 'out' \(Feedforward\): shape=\(2, 3\) does not fit its input shape "
-                 r"\(None, 4\).*add a \"reshape\" layer", id='multi-dim-shape-on-ff'),
+                 r"\(4,\).*add a \"reshape\" layer", id='multi-dim-shape-on-ff'),
     pytest.param(lambda: R([4, dict(size=3, shape=(2,))]), ConfigurationError,
-                 r"size=3 and shape=\(2,\) disagree", id='size-and-shape'),
+                 r"layer 'out' \(Feedforward\): size=3 but its output has 2 values on the last axis",
+                 id='size-and-shape'),
+    pytest.param(lambda: R([4, dict(form='classifier', size=3, activation='tanh')]),
+                 ConfigurationError, r"layer 'out' \(Classifier\): a classifier layer always "
+                 r"uses softmax, so activation='tanh' cannot apply", id='fixed-activation'),
+    pytest.param(lambda: R([4, dict(size=3, std=-1)]), ConfigurationError,
+                 r"layer 'out', parameter 'w': std must be a number >= 0, got -1",
+                 id='negative-std'),
     pytest.param(lambda: R([4, 3, dict(size=2, inputs='hid9')]), ConfigurationError,
                  r"layer 'out': input 'hid9:out' is not an output of an earlier layer.*"
                  r"available outputs: ", id='inputs-missing-output'),
-    pytest.param(lambda: R([4, dict(size=2, inputs=5)]), ConfigurationError,
+    pytest.param(lambda: R([4, dict(size=2, inputs=5.5)]), ConfigurationError,
                  r"layer 'out': inputs= must be an output name", id='inputs-bad-type'),
     pytest.param(lambda: R([4, (2, 'tied')]), ConfigurationError,
                  r"cannot find a partner for a tied layer.*partner=", id='tied-no-partner'),
@@ -182,7 +189,7 @@ BAD_INPUTS = [
                  r"layer 'out': input 'in:out' has size 4, but inputs= declared 5",
                  id='declared-input-size'),
     pytest.param(lambda: R([4, 3, dict(size=2, std_x=0.1)]), ConfigurationError,
-                 r"'std_x' names no parameter of this layer; its parameters are b, w",
+                 r"'std_x' applies to no parameter of this layer; its parameters are b, w",
                  id='init-kwarg-no-parameter'),
     pytest.param(lambda: R(5), ConfigurationError,
                  r"Regressor\(layers=...\) needs a list of layer specs", id='layers-not-a-list'),
@@ -202,6 +209,12 @@ BAD_INPUTS = [
     pytest.param(lambda: train(R([4, 2]), X, Y, algo='sgd', beta1_halflife=3), TypeError,
                  r"'beta1_halflife', which is not a hyperparameter of algo='sgd' \(it belongs "
                  r"to adam\)", id='other-algorithms-kwarg'),
+    pytest.param(lambda: R([4, 2]).loss(hiden_l2=1), TypeError,
+                 r"Regressor.loss\(\) got unknown keyword argument 'hiden_l2' \(did you mean "
+                 r"'hidden_l2'", id='loss-kwarg'),
+    pytest.param(lambda: theanets.Loss.build('mse', target=2, wieght=1), TypeError,
+                 r"MeanSquaredError\(\) got unknown keyword argument 'wieght' \(did you mean "
+                 r"'weight'", id='class-kwarg'),
     pytest.param(lambda: R([4, 2]).predict(X, dropuot=0.5), TypeError,
                  r"predict\(\) got unknown keyword argument 'dropuot' \(did you mean 'dropout'",
                  id='unknown-predict-kwarg'),
@@ -286,7 +299,7 @@ def test_std_w_applies_to_every_input_weight_of_a_multi_input_layer():
 
 def test_shape_of_one_dimension_means_size_in_recurrent_models():
     net = RR([4, dict(shape=(3,)), 2])
-    assert net.layers[1].output_shape == (None, None, 3)
+    assert net.layers[1].output_shape == (None, 3)
     assert net.predict(X3).shape == (6, 5, 2)
 
 

@@ -135,16 +135,16 @@ def hidden(spec):
 
 
 @pytest.mark.parametrize('spec,cls,shape,activation', [
-    (6, layers.Feedforward, (None, 6), 'relu'),
-    ((6, ), layers.Feedforward, (None, 6), 'relu'),
-    ((6, 'tanh'), layers.Feedforward, (None, 6), 'tanh'),
-    (('tanh', 6), layers.Feedforward, (None, 6), 'tanh'),
-    ((6, 'linear', 'classifier'), layers.Classifier, (None, 6), 'softmax'),
-    (('softmax', 10), layers.Classifier, (None, 10), 'softmax'),
-    ((6, 'ff', 'maxout:2'), layers.Feedforward, (None, 6), 'maxout:2'),
-    (dict(form='ff', size=6, activation='tanh'), layers.Feedforward, (None, 6), 'tanh'),
-    (dict(form='Softmax', size=6), layers.Classifier, (None, 6), 'softmax'),
-    (dict(size=6), layers.Feedforward, (None, 6), 'relu'),
+    (6, layers.Feedforward, (6, ), 'relu'),
+    ((6, ), layers.Feedforward, (6, ), 'relu'),
+    ((6, 'tanh'), layers.Feedforward, (6, ), 'tanh'),
+    (('tanh', 6), layers.Feedforward, (6, ), 'tanh'),
+    ((6, 'softmax', 'classifier'), layers.Classifier, (6, ), 'softmax'),
+    (('softmax', 10), layers.Classifier, (10, ), 'softmax'),
+    ((6, 'ff', 'maxout:2'), layers.Feedforward, (6, ), 'maxout:2'),
+    (dict(form='ff', size=6, activation='tanh'), layers.Feedforward, (6, ), 'tanh'),
+    (dict(form='Softmax', size=6), layers.Classifier, (6, ), 'softmax'),
+    (dict(size=6), layers.Feedforward, (6, ), 'relu'),
 ])
 def test_layer_spec_forms(spec, cls, shape, activation):
     layer = hidden(spec)
@@ -156,9 +156,9 @@ def test_layer_spec_forms(spec, cls, shape, activation):
 
 def test_input_spec_forms():
     assert theanets.Regressor([(28, 28, 1), 'flatten', 2]).layers[0].output_shape == \
-        (None, 28, 28, 1)
+        (28, 28, 1)
     net = theanets.Regressor([(2, 3), 'flat', 4])
-    assert net.layers[1].output_shape == (None, 6)
+    assert net.layers[1].output_shape == (6, )
     inp = theanets.Regressor([dict(size=4, name='x'), 2]).layers[0]
     assert inp.name == 'x' and inp.input.name == 'x' and inp.ndim == 2
 
@@ -511,7 +511,7 @@ def test_load_on_instance_is_an_error(trained, tmp_path):
     (b'not a pickle at all', 'truncated, corrupt'),
     (pickle.dumps({'weights': [1, 2]}), 'not a theanets model'),
     (pickle.dumps([1, 2, 3]), 'not a theanets model'),
-    (pickle.dumps(dict(format=graph._FORMAT_TAG, format_version=graph.FORMAT_VERSION + 1,
+    (pickle.dumps(dict(format="theanets-model", format_version=graph.FORMAT_VERSION + 1,
                        theanets_version='9.0', network=None)), 'newer'),
 ])
 def test_load_bad_files(trained, tmp_path, content, match):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import theanets
-from theanets import graph
+from theanets import graph, persistence
 from theanets.optimizers import NonFiniteLossError
 from theanets.util import ConfigurationError
 
@@ -116,58 +116,105 @@ def test_corrupt_bytes_are_caught_by_the_checksum(saved, tmp_path, position):
         theanets.Regressor.load(str(path))
 
 
-def test_corrupt_model_data_name_the_checksum(saved):
+def _pickle_with_state(net, monkeypatch, **changes):
+    """A pickle of ``net`` whose packed state has ``changes`` (e.g. a newer format)."""
+    state = net.__getstate__()
+    state.update(changes)
+    monkeypatch.setattr(type(net), '__getstate__', lambda self: state)
+    return pickle.dumps(net, -1)
+
+
+def test_corrupt_model_data_name_the_checksum(saved, monkeypatch):
     net, _ = saved
-    payload = pickle.loads(_bytes(net))
-    payload['network'] = payload['network'][:-10] + b'0123456789'
+    blob = net.__getstate__()['state']
+    content = _pickle_with_state(net, monkeypatch, state=blob[:-10] + b'0123456789')
     with pytest.raises(ValueError, match='do not match their SHA-256 checksum'):
-        theanets.Regressor.load(io.BytesIO(pickle.dumps(payload)))
+        theanets.Regressor.load(io.BytesIO(content))
+    with pytest.raises(persistence.ModelFileError, match='do not match their SHA-256'):
+        pickle.loads(content)
 
 
-def _bytes(net):
-    buffer = io.BytesIO()
-    net.save(buffer)
-    return buffer.getvalue()
-
-
-@pytest.mark.parametrize('content,pattern', [
-    (b'', 'truncated, corrupt'),
-    (pickle.dumps(np.zeros(3)), r"not a theanets model file \(found a pickled ndarray\)"),
-    (pickle.dumps(dict(format='theanets-model', format_version='x')), 'newer'),
-    (pickle.dumps(dict(format='theanets-model', format_version=1, theanets_version='0.8.0',
-                       network='not a network')), 'without a network'),
-])
-def test_foreign_files_are_reported(tmp_path, content, pattern):
-    path = tmp_path / 'foreign.pkl'
-    path.write_bytes(content)
+@pytest.mark.parametrize('version', [graph.FORMAT_VERSION + 1, 'x', None])
+def test_too_new_format_says_upgrade(saved, monkeypatch, version):
+    net, _ = saved
+    content = _pickle_with_state(net, monkeypatch, format_version=version,
+                                 theanets_version='9.9')
+    pattern = r'written by theanets 9.9 in model format {}, newer .*upgrade theanets'.format(
+        version)
+    with pytest.raises(ValueError, match=r"cannot load a theanets model from .*" + pattern):
+        theanets.Network.load(io.BytesIO(content))
     with pytest.raises(ValueError, match=pattern):
-        theanets.Network.load(str(path))
+        pickle.loads(content)
 
 
-def test_too_new_format_says_upgrade(saved):
+def test_other_library_version_warns(saved, monkeypatch):
     net, _ = saved
-    payload = pickle.loads(_bytes(net))
-    payload.update(format_version=graph.FORMAT_VERSION + 1, theanets_version='9.9')
-    with pytest.raises(ValueError, match=r'written by theanets 9.9 in model format 3, newer '
-                                         r'.*upgrade theanets'):
-        theanets.Network.load(io.BytesIO(pickle.dumps(payload)))
-
-
-def test_other_library_version_warns(saved):
-    net, _ = saved
-    payload = pickle.loads(_bytes(net))
-    payload['theanets_version'] = '0.7.3'
+    content = _pickle_with_state(net, monkeypatch, theanets_version='0.7.3')
     with pytest.warns(UserWarning, match=r'saved by theanets 0.7.3; this is theanets'):
-        loaded = theanets.Network.load(io.BytesIO(pickle.dumps(payload)))
+        loaded = theanets.Network.load(io.BytesIO(content))
     assert_same(values(loaded), values(net))
 
 
-def test_format_1_files_still_load(saved):
+def test_state_that_is_not_network_attributes_is_refused(saved, monkeypatch):
     net, _ = saved
-    payload = dict(format='theanets-model', format_version=1,
-                   theanets_version=theanets.__version__, network=net)
-    loaded = theanets.Regressor.load(io.BytesIO(pickle.dumps(payload, -1)))
+    content = _pickle_with_state(net, monkeypatch, format='theanets-model', state=None,
+                                 sha256=None)
+    with pytest.raises(ValueError, match='checksum'):
+        theanets.Network.load(io.BytesIO(content))
+
+
+# ----- a saved file is a pickle of the network, as in theanets 0.8 --------------------------
+
+@pytest.mark.parametrize('name', ['m.pkl', 'm.pkl.gz'])
+def test_pickle_and_joblib_load_give_the_network(trained, tmp_path, name):
+    net, data = trained
+    path = str(tmp_path / name)
+    net.save(path)
+    opener = gzip.open if name.endswith('.gz') else open
+    with opener(path, 'rb') as handle:
+        plain = pickle.load(handle)
+    assert type(plain) is type(net)
+    assert np.array_equal(plain.predict(data[0]), net.predict(data[0]))
+    joblib = pytest.importorskip('joblib')
+    loaded = joblib.load(path)
+    assert type(loaded) is type(net)
     assert_same(values(loaded), values(net))
+
+
+def test_pickle_dumps_of_a_network_round_trips(trained):
+    net, data = trained
+    clone = pickle.loads(pickle.dumps(net))
+    assert type(clone) is type(net) and clone is not net
+    assert np.array_equal(clone.predict(data[0]), net.predict(data[0]))
+
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'data')
+
+
+@pytest.mark.parametrize('name,kind,shapes', [
+    ('main-format1-regressor.pkl', 'regressor', [(3, ), (4, ), (2, )]),
+    ('main-format2-regressor.pkl', 'regressor', [(3, ), (4, ), (2, )]),
+    ('main-format2-recurrent.pkl.gz', 'recurrent', [(None, 3), (None, 4), (None, 2)]),
+    ('main-format2-convolution.pkl.gz', 'convolution', [(5, 5, 1), (3, 3, 2), (18, ), (2, )]),
+])
+def test_files_of_earlier_formats_still_load(tmp_path, name, kind, shapes):
+    """Files written by the library before the network itself was pickled (formats 1, 2).
+
+    Their layers kept the batch axis in their shapes; loading converts them.
+    """
+    expected = np.load(os.path.join(FIXTURES, 'main-predictions.npz'))
+    x, y = expected[kind + '-x'], expected[kind + '-y']
+    net = theanets.Network.load(os.path.join(FIXTURES, name))
+    predict = net.predict_proba if kind == 'recurrent' else net.predict
+    np.testing.assert_allclose(predict(x), y, rtol=1e-5, atol=1e-6)
+    assert [l.output_shape for l in net.layers] == shapes
+    path = str(tmp_path / 'again.pkl')
+    net.save(path)
+    with open(path, 'rb') as handle:
+        again = pickle.load(handle)
+    np.testing.assert_allclose(
+        again.predict_proba(x) if kind == 'recurrent' else again.predict(x), y,
+        rtol=1e-5, atol=1e-6)
 
 
 def test_loading_another_kind_of_model_is_an_error(saved, tmp_path):

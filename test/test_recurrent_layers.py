@@ -298,7 +298,7 @@ def test_mrnn(net, data, outputs):
 def test_mrnn_default_factors():
     net = theanets.recurrent.Regressor([NIN, (10, 'mrnn'), 2])
     assert net.find('hid1', 'hf').get_value().shape == (10, 4)
-    assert net.layers[1].output_shapes()['hid1:factors'] == (None, None, 4)
+    assert net.layers[1].output_shapes()['hid1:factors'] == (None, 4)
 
 
 def test_scrn(net, data, outputs):
@@ -377,7 +377,7 @@ def test_bidirectional_lstm_outputs(net, data, outputs):
     close(outputs['bidi_lstm:cell'], np.concatenate([ref_fw['cell'], ref_bw['cell']], axis=-1))
     layer = layer_named(net, 'bidi_lstm')
     assert [w.name for w in layer.workers] == ['bidi_lstm_fw', 'bidi_lstm_bw']
-    assert layer.output_shapes()['bidi_lstm:cell'] == (None, None, N)
+    assert layer.output_shapes()['bidi_lstm:cell'] == (None, N)
 
 
 def test_outputs_are_batch_major_in_forward_order(net, outputs):
@@ -458,11 +458,17 @@ def test_parameter_names(net):
     assert net.find('lstm', 'hh').get_value().shape == (N, 4 * N)
 
 
-def test_fixed_nonlinearity_layers_drop_unused_activation_params():
-    net = theanets.recurrent.Regressor([NIN, (N, 'lstm', 'prelu'), (N, 'mut1', 'prelu'),
-                                        (N, 'rnn', 'prelu'), 2])
+@pytest.mark.parametrize('form', ['lstm', 'mut1'])
+def test_fixed_nonlinearity_layers_refuse_another_activation(form):
+    with pytest.raises(util.ConfigurationError, match=r"always uses logistic gates and tanh, so "
+                                                 r"activation='prelu' cannot apply"):
+        theanets.recurrent.Regressor([NIN, (N, form, 'prelu'), 2])
+    net = theanets.recurrent.Regressor([NIN, (N, form, 'tanh'), (N, form), (N, 'rnn', 'prelu'),
+                                        2])
     names = [p.name for p in net.params]
-    assert 'hid1.leak' not in names and 'hid2.leak' not in names and 'hid3.leak' in names
+    assert [l.activation for l in net.layers[1:3]] == ['tanh', 'tanh']
+    assert 'hid3.leak' in names and not any(n.startswith(('hid1.', 'hid2.')) and
+                                            n.endswith('leak') for n in names)
 
 
 def test_diagonal_and_radius_apply_to_square_recurrent_blocks():

@@ -171,7 +171,7 @@ def test_from_kwargs_builds_and_skips():
     net = theanets.Regressor([3, 4, 2])
     regs = regularizers.from_kwargs(
         net, weight_l2=0, hidden_l1=None, input_noise=0.1, dropout={'hid1:out': 0.2},
-        hidden_dropout=0.3, contractive=dict(weight=1, wrt='in'), monitors={}, learning_rate=1)
+        hidden_dropout=0.3, contractive=dict(weight=1, wrt='in'), monitors={})
     assert [type(r).__name__ for r in regs] == [
         'GaussianNoise', 'BernoulliDropout', 'BernoulliDropout', 'Contractive']
     assert regs[0].pattern == ['in:out'] and regs[1].pattern == ['hid1:out']

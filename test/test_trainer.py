@@ -338,7 +338,7 @@ def test_failed_save_leaves_previous_file(tmp_path, monkeypatch):
         handle.write(b'partial')
         raise OSError('disk full')
 
-    monkeypatch.setattr(theanets.graph.pickle, 'dump', broken_dump)
+    monkeypatch.setattr(theanets.persistence.pickle, 'dump', broken_dump)
     with pytest.raises(OSError, match='disk full'):
         net.save(path)
     monkeypatch.undo()

@@ -19,7 +19,6 @@ Examples
 """
 
 import numpy as np
-import pytensor
 import pytensor.tensor as TT
 
 from . import backend, util
@@ -103,8 +102,8 @@ class Activation(util.Registrar):
         return '<Activation {}>'.format(self.name)
 
     def _add_param(self, suffix, value):
-        param = pytensor.shared(np.asarray(value, dtype=util.FLOAT),
-                                name='{}.{}'.format(self.layer.name, suffix))
+        """Create a parameter ``'<layer>.<suffix>'`` (see :func:`theanets.util.make_param`)."""
+        param = util.make_param('{}.{}'.format(self.layer.name, suffix), value)
         self.params.append(param)
         return param
 
@@ -204,15 +203,25 @@ def _build_one(name, layer, **kwargs):
                 'e.g. "maxout:4"'.format(name, layer.name))
         return Maxout(name, layer, pieces=int(pieces), **kwargs)
     key = name.lower()
-    if key in Activation._registry and key not in ('activation', 'compose'):
+    if key in known_names():
         return Activation.build(key, name, layer, **kwargs)
-    known = sorted(set(COMMON) | set(Activation._registry.classes) - {'activation', 'compose'})
-    near = util.closest(name, known)
-    raise util.ConfigurationError(
-        'unknown activation {!r} for layer {!r}{}; known activations: {}, maxout:K'.format(
-            name, getattr(layer, 'name', None),
-            ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
-            ', '.join(known)))
+    raise util.unknown_name('activation', name, known_names() | set(COMMON), hint=', maxout:K',
+                            where='layer {!r}'.format(getattr(layer, 'name', None)))
+
+
+def known_names():
+    """Return the registered activation class names usable in a layer (not the bases)."""
+    return set(Activation._registry.classes) - {'activation', 'compose'}
+
+
+def is_activation(name):
+    """True if ``name`` is an activation name: known names (or ``maxout:K``) joined by '+'."""
+    for part in name.split('+'):
+        part = part.strip()
+        if not (part in COMMON or part.lower().startswith('maxout:')
+                or part.lower() in known_names()):
+            return False
+    return True
 
 
 def build(name, layer, **kwargs):

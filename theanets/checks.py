@@ -100,7 +100,7 @@ def _check_shape(want, array, what, hint=''):
 
 def _check_input(layer, array, allow_nonfinite):
     what = 'input {!r}'.format(layer.name)
-    want = layer.output_shape
+    want = (None, ) + tuple(layer.output_shape)  # shapes are per example
     hint = ' (recurrent models take (batch, time, variables) arrays)' if len(want) == 3 else ''
     _check_shape(want, array, what, hint)
     _check_numeric(array, what)

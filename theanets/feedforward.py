@@ -85,7 +85,7 @@ class Autoencoder(graph.Network):
         """
         arrays = self._input_arrays(x, (), kwargs)
         name = self._find_output(layer)
-        enc = self._compute([name], arrays, kwargs)[name]
+        enc = self._compute([name], arrays, kwargs, 'encode')[name]
         if sample:
             return np.random.binomial(n=1, p=np.clip(enc, 0, 1)).astype(np.uint8)
         return enc
@@ -107,7 +107,7 @@ class Autoencoder(graph.Network):
         self._ensure_ready()
         name = self._find_output(layer)
         allow = kwargs.pop('allow_nonfinite', False)
-        regs = self._regularizers(kwargs)
+        regs = self._regularizers(kwargs, 'decode')
         outputs, updates = self.build_graph(regs)
         if name not in outputs:
             raise util.ConfigurationError('no graph output named {!r}; outputs are {}'.format(
@@ -126,7 +126,7 @@ class Autoencoder(graph.Network):
         for layer in self.layers:
             shapes = layer.output_shapes()
             if name in shapes:
-                return shapes[name]
+                return (None, ) + tuple(shapes[name])
         return (None, ) * self.INPUT_NDIM
 
     def score(self, x, w=None, **kwargs):
@@ -184,7 +184,7 @@ class Classifier(graph.Network):
         """Return the output layer's pre-softmax values (batch, [time,] classes)."""
         arrays = self._input_arrays(x, more, kwargs)
         name = self.layers[-1].full_name('pre')
-        return self._compute([name], arrays, kwargs)[name]
+        return self._compute([name], arrays, kwargs, 'predict_logit')[name]
 
     def score(self, x, y, w=None, **kwargs):
         """Return the fraction of correct labels (weighted by ``w`` if given)."""

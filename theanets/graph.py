@@ -8,19 +8,17 @@ cached on the network and reused until its layers or losses change.
 
 import collections
 import fnmatch
-import gzip
-import hashlib
 import logging
-import os
-import pickle
 import warnings
 
 import numpy as np
 
+from . import activations
 from . import backend
 from . import checks
 from . import layers as layers_module
 from . import losses as losses_module
+from . import persistence
 from . import regularizers
 from . import util
 
@@ -28,12 +26,9 @@ __all__ = ['Network', 'FORMAT_VERSION']
 
 log = logging.getLogger(__name__)
 
-#: Version of the file layout written by :meth:`Network.save`. Version 1
-#: pickled the network inside the payload dict; version 2 stores the
-#: network's pickle as bytes with their SHA-256 digest, so corruption
-#: anywhere in the file is detected. Both are read.
-FORMAT_VERSION = 2
-_FORMAT_TAG = 'theanets-model'
+#: Version of the file layout written by :meth:`Network.save`; see
+#: :mod:`theanets.persistence`.
+FORMAT_VERSION = persistence.FORMAT_VERSION
 
 Layer = layers_module.Layer
 
@@ -57,7 +52,7 @@ def _spec_from_sequence(spec):
             kwargs['size'] = int(item)
         elif isinstance(item, str) and Layer.is_registered(item):
             form = item.lower()
-        elif isinstance(item, str) and _is_activation(item):
+        elif isinstance(item, str) and activations.is_activation(item):
             kwargs['activation'] = item
         elif isinstance(item, str):
             raise _neither_form_nor_activation(spec, item)
@@ -68,29 +63,14 @@ def _spec_from_sequence(spec):
     return form, kwargs
 
 
-def _is_activation(name):
-    """True if ``name`` looks like an activation: known names joined by '+'."""
-    from . import activations
-    for part in name.split('+'):
-        part = part.strip().lower()
-        if not (part in activations.COMMON or part.startswith('maxout:')
-                or (activations.Activation.is_registered(part)
-                    and part not in ('activation', 'compose'))):
-            return False
-    return True
-
-
 def _neither_form_nor_activation(spec, item):
-    from . import activations
     forms = sorted(Layer._registry.classes)
-    acts = sorted(set(activations.COMMON) | set(activations.Activation._registry.classes)
-                  - {'activation', 'compose'})
-    near = util.closest(item.lower(), forms + acts)
+    acts = sorted(activations.known_names() | set(activations.COMMON))
     return util.ConfigurationError(
         'layer spec {!r}: unknown activation {!r} or layer form{}; known forms: '
         '{}; known activations: {}, maxout:K'.format(
-            spec, item, ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
-            ', '.join(forms), ', '.join(acts)))
+            spec, item, util.did_you_mean(item, forms + acts), ', '.join(forms),
+            ', '.join(acts)))
 
 
 def _spec_from_str(spec):
@@ -106,11 +86,7 @@ def _spec_from_dict(spec):
 
 
 def _unknown_form(form):
-    known = sorted(Layer._registry.classes)
-    near = util.closest(str(form).lower(), known)
-    return util.ConfigurationError('unknown layer form {!r}{}; known forms: {}'.format(
-        form, ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
-        ', '.join(known)))
+    return util.unknown_name('layer form', form, Layer._registry.classes)
 
 
 def parse_spec(spec):
@@ -134,6 +110,11 @@ def parse_spec(spec):
     raise util.ConfigurationError(
         'cannot interpret layer spec {!r}; use an int, a tuple, a dict, a form name '
         'or a Layer instance'.format(spec))
+
+
+def _no_inputs(inputs):
+    """True if ``inputs=`` names nothing (then the previous layer is read)."""
+    return inputs is None or (isinstance(inputs, (str, tuple, list, dict)) and not inputs)
 
 
 def _layer_list(layers, model):
@@ -250,23 +231,23 @@ class Network(object):
         if isinstance(layer, Layer):
             return self._append(layer, fill_inputs=not isinstance(layer, layers_module.Input))
         form, spec_kwargs = parse_spec(layer)
-        first = not self.layers
-        merged = dict(name=self._default_name(is_output),
-                      activation=self.DEFAULT_OUTPUT_ACTIVATION if is_output else 'relu')
-        merged.update(kwargs)
-        merged.update(spec_kwargs)
-        form = form or ('input' if first else 'feedforward')
+        merged = dict(kwargs, **spec_kwargs)
+        given_form = merged.pop('form', None)
+        form = form or given_form or ('input' if not self.layers else 'feedforward')
         if not Layer.is_registered(form):
             raise _unknown_form(form)
-        if Layer.get_class(form) is layers_module.Input or issubclass(
-                Layer.get_class(form), layers_module.Input):
+        cls = Layer.get_class(form)
+        merged.setdefault('name', self._default_name(is_output))
+        if cls.fixed_activation(merged) is None:
+            merged.setdefault('activation',
+                              self.DEFAULT_OUTPUT_ACTIVATION if is_output else 'relu')
+        if issubclass(cls, layers_module.Input):
             self._input_defaults(merged)
         else:
             self._hidden_defaults(form, merged)
         return self._append(Layer.build(form, **merged), fill_inputs=False)
 
     def _input_defaults(self, kwargs):
-        kwargs.pop('activation', None)
         if kwargs.get('shape') is None:
             kwargs.setdefault('ndim', self.INPUT_NDIM)
         if any(l.name == kwargs['name'] for l in self.layers):
@@ -278,7 +259,7 @@ class Network(object):
         if not self.layers:
             raise util.ConfigurationError(
                 'the first layer must be an input layer, got form {!r}'.format(form))
-        if not kwargs.get('inputs'):
+        if _no_inputs(kwargs.get('inputs')):
             kwargs['inputs'] = self.layers[-1].output_name
         if kwargs.get('rng') is None:
             kwargs['rng'] = int(self._rng.randint(2 ** 31 - 1))
@@ -303,7 +284,7 @@ class Network(object):
             raise util.ConfigurationError(
                 'the network already has a layer named {!r}; layer names must be unique'
                 .format(layer.name))
-        if fill_inputs and not layer.inputs and self.layers:
+        if fill_inputs and _no_inputs(layer.inputs) and self.layers:
             layer.inputs = self.layers[-1].output_name
             layer.kwargs['inputs'] = layer.inputs
         self.layers.append(layer)
@@ -338,13 +319,8 @@ class Network(object):
             loss = None
         form = kwargs.pop('form', loss) or 'mse'
         if not losses_module.Loss.is_registered(form):
-            known = sorted(losses_module.Loss._registry.classes)
-            near = util.closest(str(form).lower(), known)
-            raise util.ConfigurationError('unknown loss {!r}{}; known losses: {}'.format(
-                form, ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
-                ', '.join(known)))
+            raise util.unknown_name('loss', form, losses_module.Loss._registry.classes)
         cls = losses_module.Loss.get_class(form)
-        util.check_kwargs(kwargs, util.accepted_kwargs(cls), 'loss {!r}'.format(form))
         if not self.layers:
             raise util.ConfigurationError('add layers before adding a loss')
         kwargs.setdefault('target', self._default_target())
@@ -460,15 +436,24 @@ class Network(object):
             self._graphs[key] = outputs, updates
         return self._graphs[key]
 
-    def _regularizers(self, kwargs, extra=()):
-        util.check_kwargs(kwargs, regularizers.keyword_names() | {'rng'} | set(extra),
-                          '{}.feed_forward() and predict()'.format(type(self).__name__))
-        return regularizers.from_kwargs(self, **kwargs)
+    def _regularizers(self, kwargs, method, accept=()):
+        """Regularizers from the keywords given to ``method``, which also reads ``accept``."""
+        return regularizers.from_kwargs(
+            self, accept=accept, caller='{}.{}()'.format(type(self).__name__, method), **kwargs)
 
     def loss(self, **kwargs):
-        """Return the scalar training loss: weighted losses plus regularizer terms."""
+        """Return the scalar training loss: weighted losses plus regularizer terms.
+
+        Parameters
+        ----------
+        **kwargs
+            Regularizer keywords, as for ``train`` (``weight_l2=1e-4``,
+            ``hidden_dropout=0.5``, ``rng``...). ``monitors`` is accepted
+            (and checked) so that one set of keywords serves ``loss``,
+            :meth:`monitors` and :meth:`updates`. Other names raise TypeError.
+        """
         self._ensure_ready()
-        regs = regularizers.from_kwargs(self, **kwargs)
+        regs = self._regularizers(kwargs, 'loss', accept=('monitors', ))
         outputs, _ = self.build_graph(regs)
         total = sum(l.weight * l(outputs) for l in self.losses)
         for reg in regs:
@@ -481,10 +466,10 @@ class Network(object):
         """Return ``[(name, expression)]`` to compute during training: ``'err'`` then user monitors.
 
         ``monitors=`` is a dict ``{pattern: levels}`` or a list of pairs; see
-        the training guide for the format.
+        the training guide for the format. Other keywords are those of :meth:`loss`.
         """
         self._ensure_ready()
-        regs = regularizers.from_kwargs(self, **kwargs)
+        regs = self._regularizers(kwargs, 'monitors', accept=('monitors', ))
         outputs, _ = self.build_graph(regs)
         result = [('err', self.losses[0](outputs))]
         for pattern, levels in _monitor_pairs(kwargs.get('monitors')):
@@ -501,8 +486,8 @@ class Network(object):
                 yield param.name, param
 
     def updates(self, **kwargs):
-        """Return the graph's own updates (e.g. from recurrent scans)."""
-        regs = regularizers.from_kwargs(self, **kwargs)
+        """Return the graph's own updates (e.g. of noise streams); keywords as for :meth:`loss`."""
+        regs = self._regularizers(kwargs, 'updates', accept=('monitors', ))
         return self.build_graph(regs)[1]
 
     # ----- computing ------------------------------------------------------------------
@@ -514,9 +499,9 @@ class Network(object):
             not more else [x] + list(more)
         return checks.inputs(self, arrays, kwargs.pop('allow_nonfinite', False))
 
-    def _compute(self, names, arrays, kwargs):
+    def _compute(self, names, arrays, kwargs, method='feed_forward'):
         """Compile (once) and run a function from the inputs to the named outputs."""
-        regs = self._regularizers(kwargs)
+        regs = self._regularizers(kwargs, method)
         outputs, updates = self.build_graph(regs)
         names = list(outputs) if names is None else list(names)
         key = ('compute', self._graph_key(regs), tuple(names))
@@ -549,7 +534,7 @@ class Network(object):
         """Compute the output of the network's last layer for input ``x`` (batch, ...)."""
         arrays = self._input_arrays(x, more, kwargs)
         name = self.layers[-1].output_name
-        return self._compute([name], arrays, kwargs)[name]
+        return self._compute([name], arrays, kwargs, 'predict')[name]
 
     def score(self, x, y, w=None, **kwargs):
         """Return the R^2 of predictions of ``y`` (per column, averaged; weighted by ``w``)."""
@@ -622,45 +607,46 @@ class Network(object):
     # ----- persistence ----------------------------------------------------------------
 
     def __getstate__(self):
+        """Attributes without caches, pickled to checked bytes (:mod:`theanets.persistence`)."""
         state = dict(self.__dict__)
         for key in ('_graphs', '_functions', '_optimizers'):
             state.pop(key, None)
         state['_rng'] = layers_module.base.rng_to_state(self._rng)
-        return state
+        return persistence.pack_state(state)
 
     def __setstate__(self, state):
+        state, legacy = persistence.unpack_state(state)
         state = dict(state)
         state['_rng'] = layers_module.base.rng_from_state(state.get('_rng'))
         self.__dict__.update(layers_module.base._interned(state))
         self.__dict__.setdefault('history', [])
+        if legacy:
+            for layer in self.layers:
+                layer._drop_batch_axis()
         self._reset_caches()
 
     def save(self, filename_or_handle):
         """Save the network to a pickle file (gzip if the name ends in ``.gz``).
 
-        Writing is atomic: a temporary file in the same directory is renamed
-        into place, so a crash never leaves a partial file. The file records
-        the format and theanets versions and a SHA-256 digest of the model,
-        which :meth:`load` checks. Saving a loaded model again gives the
-        same bytes.
+        The file is a pickle of the network itself, as in theanets 0.8:
+        ``pickle.load`` (or ``joblib.load``) returns the network. Its state
+        records the format and theanets versions and a SHA-256 digest, which
+        unpickling checks. Writing to a path is atomic: a temporary file in
+        the same directory is renamed into place, so a crash never leaves a
+        partial file. Saving a loaded model again gives the same bytes.
 
         Only load pickles from sources you trust: unpickling can run code.
         :meth:`save_weights` writes a plain-array file that is safe to share.
         """
-        from . import __version__
-        blob = pickle.dumps(self, -1)
-        payload = dict(format=_FORMAT_TAG, format_version=FORMAT_VERSION,
-                       theanets_version=__version__, sha256=hashlib.sha256(blob).hexdigest(),
-                       network=blob)
-        if hasattr(filename_or_handle, 'write'):
-            pickle.dump(payload, filename_or_handle, -1)
-        else:
-            _atomic_pickle(payload, str(filename_or_handle))
-        log.info('saved model to %s', getattr(filename_or_handle, 'name', filename_or_handle))
+        persistence.write(self, filename_or_handle)
+        log.info('saved model to %s', persistence.name_of(filename_or_handle))
 
     @_ClassOnly
     def load(cls, filename_or_handle):
         """Load a network saved by :meth:`save`; returns it (call on the class).
+
+        Files written by earlier versions of this library (model formats 1
+        and 2) load too.
 
         Raises
         ------
@@ -674,17 +660,16 @@ class Network(object):
         UserWarning
             When the file was written by another version of theanets.
         """
-        payload = _read_pickle(filename_or_handle)
-        net = _unpack(payload, filename_or_handle)
+        net = persistence.read(filename_or_handle, Network)
         if not isinstance(net, cls):
             kind = type(net)
             raise ValueError(
                 '{!r} holds a {}.{}, which is not a {}.{}; load it with {}.{}.load(path) '
                 '(or theanets.Network.load(path))'.format(
-                    getattr(filename_or_handle, 'name', filename_or_handle), kind.__module__,
+                    persistence.name_of(filename_or_handle), kind.__module__,
                     kind.__name__, cls.__module__, cls.__name__, kind.__module__,
                     kind.__name__))
-        log.info('loaded model from %s', getattr(filename_or_handle, 'name', filename_or_handle))
+        log.info('loaded model from %s', persistence.name_of(filename_or_handle))
         return net
 
     def save_weights(self, filename_or_handle):
@@ -714,81 +699,6 @@ class Network(object):
         """
         from . import weights
         weights.load(self, filename_or_handle)
-
-
-def _open(path, mode):
-    return gzip.open(path, mode) if path.lower().endswith('.gz') else open(path, mode)
-
-
-def _atomic_pickle(payload, path):
-    def write(raw):
-        if path.lower().endswith('.gz'):
-            # no name or time stamp in the header: same model, same bytes
-            with gzip.GzipFile(filename='', fileobj=raw, mode='wb', mtime=0) as zipped:
-                pickle.dump(payload, zipped, -1)
-        else:
-            pickle.dump(payload, raw, -1)
-    util.atomic_write(path, write)
-
-
-def _corrupt(what, err):
-    return ValueError('cannot load a theanets model from {!r}: the file is truncated, corrupt '
-                      'or not a theanets model ({}: {})'.format(what, type(err).__name__, err))
-
-
-def _read_pickle(source):
-    """Unpickle a file; errors other than opening it become a clear ValueError."""
-    what = getattr(source, 'name', source)
-    if hasattr(source, 'read'):
-        return _load_pickle(source, what)
-    with _open(str(source), 'rb') as handle:
-        return _load_pickle(handle, what)
-
-
-def _load_pickle(handle, what):
-    try:
-        return pickle.load(handle)
-    except Exception as err:  # any failure to unpickle means a damaged or foreign file
-        raise _corrupt(what, err) from err
-
-
-def _unpack(payload, source):
-    what = getattr(source, 'name', source)
-    if isinstance(payload, Network):
-        return payload
-    if not isinstance(payload, dict) or payload.get('format') != _FORMAT_TAG:
-        raise ValueError('{!r} is not a theanets model file (found a pickled {})'.format(
-            what, type(payload).__name__))
-    version = payload.get('format_version', 0)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(
-            '{!r} was written by theanets {} in model format {}, newer than this '
-            'theanets reads ({}); upgrade theanets'.format(
-                what, payload.get('theanets_version'), version, FORMAT_VERSION))
-    from . import __version__
-    if payload.get('theanets_version') != __version__:
-        warnings.warn('{!r} was saved by theanets {}; this is theanets {}. The model may not '
-                      'behave the same; check its predictions, or save it again with this '
-                      'version'.format(what, payload.get('theanets_version'), __version__),
-                      UserWarning, stacklevel=3)
-    network = payload.get('network')
-    if version >= 2:
-        network = _network_from_bytes(network, payload.get('sha256'), what)
-    if not isinstance(network, Network):
-        raise ValueError('{!r} is a theanets model file without a network (found {})'.format(
-            what, type(network).__name__))
-    return network
-
-
-def _network_from_bytes(blob, digest, what):
-    if not isinstance(blob, bytes) or hashlib.sha256(blob).hexdigest() != digest:
-        raise ValueError('cannot load a theanets model from {!r}: the model data do not match '
-                         'their SHA-256 checksum, so the file is corrupt; use another copy or '
-                         'an earlier checkpoint'.format(what))
-    try:
-        return pickle.loads(blob)
-    except Exception as err:
-        raise _corrupt(what, err) from err
 
 
 def _monitor_pairs(spec):

@@ -179,16 +179,16 @@ class WeightL2(Regularizer):
     .. math::
        \frac{1}{|\Omega|} \sum_{W \in \Omega} \mathrm{mean}(W^2)
 
-    :math:`\Omega` is the set of parameters of more than one dimension whose
-    names match ``pattern`` (default ``'*'``: every weight matrix; biases are
-    never included).
+    :math:`\Omega` is the set of regularizable parameters (weight matrices and
+    filters: those of two or more dimensions, not biases) whose names match
+    ``pattern`` (default ``'*'``).
     """
 
     __extra_registration_keys__ = ['weight_l2', 'weight_decay']
 
     def loss(self, layers, outputs):
-        return _mean_of(self._term(p) for _, p in
-                        util.params_matching(layers, self.pattern or '*') if p.ndim > 1)
+        return _mean_of(self._term(p) for _, p in util.params_matching(layers, self.pattern or '*')
+                        if util.regularizable(p))
 
     def _term(self, param):
         return TT.sqr(param).mean()
@@ -490,13 +490,12 @@ def _from_value(key, value, seed):
     """Build the regularizer registered under ``key`` from a weight or a dict of arguments."""
     cls = Regularizer.get_class(key)
     kwargs = dict(value) if isinstance(value, dict) else dict(weight=value)
-    util.check_kwargs(kwargs, util.accepted_kwargs(cls), 'regularizer {!r}'.format(key))
     if issubclass(cls, _Stochastic):
         kwargs.setdefault('rng', seed)
     return cls(**kwargs)
 
 
-def from_kwargs(graph, **kwargs):
+def from_kwargs(graph, accept=('monitors', ), caller='regularizers.from_kwargs()', **kwargs):
     """Build the regularizers that keyword arguments ask for.
 
     Parameters
@@ -504,12 +503,16 @@ def from_kwargs(graph, **kwargs):
     graph : :class:`theanets.Network`
         The network; its layers define the input, hidden and output patterns
         of the canned keywords.
+    accept : sequence of str, optional
+        Other keywords the caller reads itself (default ``monitors``, which
+        training passes along with the regularizer keywords).
+    caller : str, optional
+        The function named in the error for an unknown keyword.
     **kwargs
         Regularizer keywords (see the module docs). ``regularizers`` may be a
         list of Regularizer instances (added to the others) or a dict of
         more keywords. ``rng`` (an int) seeds noise and dropout; by default
-        the seed comes from the network's ``rng``. Other keywords are
-        ignored: callers check them.
+        the seed comes from the network's ``rng``.
 
     Returns
     -------
@@ -519,14 +522,20 @@ def from_kwargs(graph, **kwargs):
 
     Raises
     ------
+    TypeError
+        For a keyword that is neither a regularizer keyword, ``rng`` nor in
+        ``accept``, naming it, ``caller`` and the closest valid names.
     ConfigurationError
         For a dropout probability outside [0, 1), negative noise, a
         ``noise``/``dropout`` value that is not a dict, or arguments a
         regularizer does not take.
     """
+    util.check_kwargs(kwargs, keyword_names() | {'rng'} | set(accept), caller)
     explicit = []
     extra = kwargs.get('regularizers')
     if isinstance(extra, dict):
+        util.check_kwargs(extra, keyword_names() - {'regularizers'},
+                          caller[:-1] + 'regularizers={...})')
         kwargs = dict(kwargs, **extra)
     elif extra is not None:
         explicit = _explicit(extra)

@@ -11,7 +11,8 @@ import numpy as np
 from . import backend
 
 __all__ = [
-    'FLOAT', 'Error', 'ConfigurationError', 'Registry', 'closest', 'check_kwargs',
+    'FLOAT', 'Error', 'ConfigurationError', 'Registry', 'closest', 'did_you_mean',
+    'unknown_name', 'check_kwargs',
     'random_matrix', 'random_vector', 'outputs_matching', 'params_matching',
     'as_rng', 'enable_default_logging', 'basestring',
 ]
@@ -35,9 +36,44 @@ def closest(name, candidates, n=3):
     return difflib.get_close_matches(str(name), sorted(candidates), n=n, cutoff=0.5)
 
 
-def _did_you_mean(name, candidates):
-    near = closest(name, candidates)
+def did_you_mean(name, candidates):
+    """Return ``" (did you mean 'a', 'b'?)"`` naming the candidates closest to ``name``, or ``''``.
+
+    Every "unknown name" message of theanets is built with this function.
+    """
+    near = closest(name, candidates) or closest(str(name).lower(), candidates)
     return ' (did you mean {}?)'.format(', '.join(repr(c) for c in near)) if near else ''
+
+
+def unknown_name(kind, name, known, error=None, hint='', where=''):
+    """Return the error for an unknown ``kind`` of name, with suggestions and the known names.
+
+    Parameters
+    ----------
+    kind : str
+        What was looked up, e.g. ``'loss'`` or ``'layer form'``.
+    name : str
+        The name that was given.
+    known : iterable of str
+        The valid names.
+    error : exception class, optional
+        Default :class:`ConfigurationError`.
+    hint : str, optional
+        Appended to the list of known names.
+    where : str, optional
+        What looked the name up, e.g. ``"layer 'hid1'"``; starts the message.
+
+    Examples
+    --------
+    >>> print(unknown_name('loss', 'msee', ['mse', 'mae']))
+    unknown loss 'msee' (did you mean 'mse', 'mae'?); known losses: mae, mse
+    """
+    known = sorted(set(known))
+    plural = kind[:-1] + 'ies' if kind.endswith('y') else kind + ('es' if kind.endswith(
+        's') else 's')
+    return (error or ConfigurationError)('{}unknown {} {!r}{}; known {}: {}{}'.format(
+        where + ': ' if where else '', kind, name, did_you_mean(name, known), plural,
+        ', '.join(known), hint))
 
 
 def check_kwargs(kwargs, valid, where):
@@ -55,20 +91,28 @@ def check_kwargs(kwargs, valid, where):
     valid = set(valid)
     unknown = sorted(k for k in kwargs if k not in valid)
     if unknown:
-        parts = ['{!r}{}'.format(k, _did_you_mean(k, valid)) for k in unknown]
+        parts = ['{!r}{}'.format(k, did_you_mean(k, valid)) for k in unknown]
         raise TypeError('{} got unknown keyword argument{} {}'.format(
             where, 's' if len(unknown) > 1 else '', '; '.join(parts)))
 
 
 def accepted_kwargs(cls):
-    """Return the keyword names the constructors along ``cls``'s MRO declare."""
+    """Return the keyword names the constructors along ``cls``'s MRO declare.
+
+    Returns None (anything goes) when a constructor defined outside theanets
+    takes ``**kwargs``: that class reads its keywords itself.
+    """
     import inspect
     names = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get('__init__')
-        if init is not None and init is not object.__init__:
-            names.update(p.name for p in inspect.signature(init).parameters.values()
-                         if p.name != 'self' and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        if init is None or init is object.__init__:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind == p.VAR_KEYWORD and not klass.__module__.startswith('theanets.'):
+                return None
+            if p.name != 'self' and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                names.add(p.name)
     return names
 
 
@@ -101,18 +145,36 @@ class Registry(object):
         try:
             return self.classes[key.lower()]
         except KeyError:
-            raise KeyError('unknown {} {!r}{}; known {}s: {}'.format(
-                self.kind, key, _did_you_mean(key.lower(), self.classes), self.kind,
-                ', '.join(sorted(self.classes)))) from None
+            raise unknown_name(self.kind, key, self.classes, error=KeyError) from None
 
     def __contains__(self, key):
         return isinstance(key, str) and key.lower() in self.classes
 
 
 class Registrar(object):
-    """Mixin giving a class family ``build``, ``get_class`` and ``is_registered``."""
+    """Mixin giving a class family ``build``, ``get_class`` and ``is_registered``.
+
+    Creating an instance checks its keyword arguments first: an unknown one
+    raises a TypeError naming it, the class and the closest valid names.
+    """
 
     _registry = None
+
+    def __new__(cls, *args, **kwargs):
+        valid = cls.valid_kwargs(kwargs)
+        if valid is not None:
+            check_kwargs(kwargs, valid, cls.kwargs_owner(kwargs))
+        return super().__new__(cls)
+
+    @classmethod
+    def valid_kwargs(cls, kwargs):
+        """Return the keyword names the constructor takes (None: any)."""
+        return accepted_kwargs(cls)
+
+    @classmethod
+    def kwargs_owner(cls, kwargs):
+        """How errors about keyword arguments name the constructor."""
+        return '{}()'.format(cls.__name__)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -142,45 +204,71 @@ def as_rng(rng):
     raise TypeError('rng must be an int seed or a numpy RandomState, got {!r}'.format(rng))
 
 
-def random_matrix(rows, cols, mean=0, std=1, sparsity=0, radius=0, diagonal=0, rng=None):
+def _number(value, what, low=None, high=None, high_open=False):
+    """Check an initial-value option: a real number in [low, high] (or [low, high))."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok and low is not None:
+        ok = value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = '' if low is None else ' >= {}'.format(low) if high is None else \
+            ' in [{}, {}{}'.format(low, high, ')' if high_open else ']')
+        raise ConfigurationError('{} must be a number{}, got {!r}'.format(what, bounds, value))
+    return value
+
+
+def random_matrix(rows, cols, mean=0, std=1, sparsity=0, radius=None, diagonal=None, rng=None):
     """Create a matrix of randomly-initialized weights.
+
+    Zero is a value for every option: ``std=0`` gives the constant ``mean``,
+    ``diagonal=0`` a matrix of zeros; ``None`` leaves an option out.
 
     Parameters
     ----------
     rows, cols : int
         Shape of the matrix.
     mean, std : float
-        Mean and standard deviation of the Gaussian the values are drawn from.
-    sparsity : float in [0, 1)
+        Mean and standard deviation (>= 0) of the Gaussian the values are drawn from.
+    sparsity : float in [0, 1]
         Fraction of values set to zero (the leading diagonal is kept).
-    radius : float
-        If positive, rescale so the largest singular value equals this.
-    diagonal : float or vector of min(rows, cols) floats
-        If nonzero, return these values on the diagonal and zeros elsewhere.
+    radius : float >= 0, optional
+        Rescale so the largest singular value equals this.
+    diagonal : float or vector of min(rows, cols) floats, optional
+        Return these values on the diagonal and zeros elsewhere.
     rng : RandomState or int, optional
 
     Returns
     -------
     ndarray of shape (rows, cols), dtype floatX
+
+    Raises
+    ------
+    ConfigurationError
+        For an option out of range, e.g. a negative ``std``.
     """
-    if np.any(diagonal):
+    if diagonal is not None:
         return _diagonal_matrix(rows, cols, diagonal)
     rng = as_rng(rng)
-    arr = mean + std * rng.randn(rows, cols)
-    if 0 < sparsity < 1:
+    arr = _number(mean, 'mean') + _number(std, 'std', 0) * rng.randn(rows, cols)
+    if _number(sparsity, 'sparsity', 0, 1) > 0:
         k = min(rows, cols)
         mask = rng.binomial(n=1, p=1 - sparsity, size=(rows, cols)).astype(bool)
         mask[:k, :k] |= np.eye(k, dtype=bool)
         arr *= mask
-    if radius > 0:
+    if radius is not None:
         u, s, vT = np.linalg.svd(arr, full_matrices=False)
-        arr = np.dot(np.dot(u, np.diag(radius * s / abs(s[0]))), vT)
+        scale = _number(radius, 'radius', 0) / abs(s[0]) if s[0] else 0
+        arr = np.dot(np.dot(u, np.diag(scale * s)), vT)
     return arr.astype(FLOAT)
 
 
 def _diagonal_matrix(rows, cols, diagonal):
     k = min(rows, cols)
-    values = np.asarray(diagonal, dtype=float)
+    try:
+        values = np.asarray(diagonal, dtype=float)
+    except (TypeError, ValueError):
+        values = np.zeros((0, 0))
     if values.ndim > 1 or values.size not in (1, k):
         raise ConfigurationError('diagonal must be a number or a vector of {} values for a '
                                  '{}x{} matrix, got shape {}'.format(k, rows, cols, values.shape))
@@ -190,8 +278,9 @@ def _diagonal_matrix(rows, cols, diagonal):
 
 
 def random_vector(size, mean=0, std=1, rng=None):
-    """Create a vector of Gaussian values, shape (size,), dtype floatX."""
-    return (mean + std * as_rng(rng).randn(size)).astype(FLOAT)
+    """Create a vector of Gaussian values, shape (size,), dtype floatX (``std=0``: constant)."""
+    rng = as_rng(rng)
+    return (_number(mean, 'mean') + _number(std, 'std', 0) * rng.randn(size)).astype(FLOAT)
 
 
 def _as_patterns(patterns):
@@ -213,6 +302,42 @@ def params_matching(layers, patterns):
         for param in layer.params:
             if any(fnmatch.fnmatch(param.name, p) for p in patterns):
                 yield param.name, param
+
+
+def make_param(name, value, regularizable=None):
+    """Create a learnable parameter: the one place theanets makes them.
+
+    Layers (``Layer.add_weights``, ``add_bias``...) and activations with
+    learnable values (``prelu``, ``maxout``...) create their parameters here.
+
+    Parameters
+    ----------
+    name : str
+        Full name, ``'<layer>.<param>'``.
+    value : ndarray
+        Initial value, cast to floatX; its shape is the parameter's static shape.
+    regularizable : bool, optional
+        Whether weight penalties (``weight_l2``...) apply; by default to
+        parameters of two or more dimensions (not to biases).
+
+    Returns
+    -------
+    shared variable
+    """
+    import pytensor
+    value = np.asarray(value, dtype=FLOAT)
+    param = pytensor.shared(value, name=name, shape=value.shape)
+    param.tag.regularizable = value.ndim > 1 if regularizable is None else bool(regularizable)
+    return param
+
+
+def regularizable(param):
+    """True if weight penalties (``weight_l2``...) apply to the parameter ``param``.
+
+    Set when the parameter is created (see ``Layer.make_param``); by default
+    for parameters of two or more dimensions, not for biases.
+    """
+    return getattr(param.tag, 'regularizable', param.ndim > 1)
 
 
 def atomic_write(path, write):

@@ -12,12 +12,17 @@ Subclasses implement two small methods:
   It returns a tensor (the ``'out'`` output), a dict of named outputs, or a
   pair ``(outputs, updates)``.
 
-Shape inference (``resolve_inputs``, ``resolve_outputs``) is pure Python:
-shapes are tuples per example *including* the batch axis, with ``None`` for
-unknown sizes, e.g. ``(None, 10)`` for a feedforward layer of 10 units.
+Shape inference (``resolve_inputs``, ``resolve_outputs``) is pure Python.
+Shapes are those of **one example**, without the batch axis, as theanets 0.8
+reported them, with ``None`` for unknown sizes: ``(10,)`` for a feedforward
+layer of 10 units, ``(None, 10)`` (time, units) for a recurrent one,
+``(28, 28, 1)`` for an image input.
 """
 
 import collections
+import contextlib
+import inspect
+import itertools
 import logging
 import re
 import sys
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 
 # keyword arguments every layer accepts for initialising its parameters.
 _INIT_KWARG = re.compile(r'^(mean|std|sparsity|diagonal|radius)(_.+)?$')
+_INIT_OPTIONS = ('mean', 'std', 'sparsity', 'diagonal', 'radius')
 
 
 def rng_to_state(rng):
@@ -73,6 +79,41 @@ def _param_families(name):
     return [name.split('_', 1)[0]] if '_' in name else []
 
 
+def _given_arguments(cls, args, kwargs):
+    """Return the arguments of a constructor call as ``{name: value}``, positional ones named."""
+    signature = inspect.signature(cls.__init__)
+    try:
+        bound = signature.bind_partial(None, *args, **kwargs)
+    except TypeError:  # the constructor itself reports the mistake
+        return dict(kwargs)
+    given = collections.OrderedDict(list(bound.arguments.items())[1:])
+    for name, param in signature.parameters.items():
+        if param.kind == param.VAR_KEYWORD and name in given:
+            given.update(given.pop(name))
+    return dict(given)
+
+
+def _reference(value):
+    """A layer given as an argument, by name (for :meth:`Layer.to_spec`)."""
+    if isinstance(value, Layer):
+        return value.name
+    if isinstance(value, (list, tuple)):
+        return type(value)(_reference(v) for v in value)
+    return value
+
+
+def _fmt_shape(shape):
+    return '(' + ', '.join(str(s) for s in shape) + (',)' if len(shape) == 1 else ')')
+
+
+def positive_int(value, what, layer):
+    """Return ``value`` as an int, or raise naming the layer and argument if it is not > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise util.ConfigurationError(
+            'layer {!r}: {} must be a positive integer, got {!r}'.format(layer, what, value))
+    return int(value)
+
+
 class Layer(util.Registrar):
     """Base class for network layers.
 
@@ -80,32 +121,35 @@ class Layer(util.Registrar):
     ----------
     size : int, optional
         Number of units: the size of the last axis of the ``'out'`` output.
-    inputs : str, Layer, dict or sequence of these, optional
+    inputs : str, Layer, int, dict or sequence of these, optional
         The graph outputs this layer reads: ``'hid1'`` (meaning ``'hid1:out'``),
-        ``'hid1:pre'``, a Layer, or ``{name: size}`` (sizes are checked).
-        A network fills in the previous layer's output when omitted.
+        ``'hid1:pre'``, a Layer, ``{name: size}`` (sizes are checked), or an
+        int: the size of the preceding layer's output (checked). A network
+        fills in the previous layer's output when omitted.
     name : str, optional
         Layer name; defaults to ``'layerN'`` with N a global count.
     activation : str or Activation, optional
-        Activation of the layer; defaults to ``'relu'``.
+        Activation of the layer; defaults to ``'relu'``. Layers that always
+        use one activation (input, classifier, pooling, LSTM...) refuse another.
     shape : tuple of int, optional
         Shape of one example's output (no batch axis). Layers that map the
         last axis of their input (Feedforward, recurrent layers...) accept
         only the input's own leading axes here, so ``shape=(n,)`` means
         ``size=n``; Input and Reshape layers take any shape.
     rng : int or RandomState, optional
-        Random source for initial parameter values.
+        Random source for initial parameter values (``nrng`` is an alias).
     mean, std, sparsity, diagonal, radius : float, optional
         Initial-value options for every parameter; each also has a
         ``<option>_<param>`` form (e.g. ``std_w=0.1``) for one parameter.
         ``std_w`` also covers every ``w_<input>`` weight of a multi-input
-        layer; ``std_w_in:out`` addresses one of them.
+        layer; ``std_w_in:out`` addresses one of them. Zero is a value:
+        ``std=0`` gives constant parameters.
 
     Attributes
     ----------
     name : str
     kwargs : dict
-        Every constructor argument, for :meth:`to_spec`.
+        The keyword arguments the layer was built with (for :meth:`to_spec`).
     params : list of shared variables
         Learnable parameters, including those of the activation.
     """
@@ -117,37 +161,79 @@ class Layer(util.Registrar):
     #: :meth:`output_shapes` says otherwise.
     OUTPUTS = ('out', )
 
-    def __init__(self, size=None, inputs=(), name=None, activation='relu', shape=None,
+    #: ``(activation, reason)`` for layer types that always use one activation.
+    FIXED_ACTIVATION = None
+
+    #: Attributes :meth:`to_spec` adds to the keyword arguments given.
+    SPEC_KEYS = ()
+
+    #: True for layers whose recurrent matrices the generic ``radius`` rescales.
+    TAKES_RADIUS = False
+
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls, *args, **kwargs)
+        given = _given_arguments(cls, args, kwargs)
+        given.pop('name', None)
+        self.kwargs = given
+        return self
+
+    def __init__(self, size=None, inputs=(), name=None, activation=None, shape=None,
                  rng=None, nrng=None, **kwargs):
         Layer._count += 1
-        bad = [k for k in kwargs if not _INIT_KWARG.match(k)]
-        if bad:
-            util.check_kwargs(bad, self._valid_kwargs(), 'layer {!r} ({})'.format(
-                name or '?', type(self).__name__))
-        if size is not None and (not isinstance(size, (int, np.integer)) or size <= 0):
-            raise util.ConfigurationError(
-                'layer {!r}: size must be a positive integer, got {!r}'.format(name, size))
         self.name = name or 'layer{}'.format(Layer._count)
-        self.size = size
-        self.shape = tuple(shape) if shape is not None else None
+        bad = [k for k in kwargs if not _INIT_KWARG.match(k)]
+        if bad:  # passed on by a subclass; what callers give is checked by __new__
+            util.check_kwargs(bad, self.valid_kwargs({}), self._where())
+        for key, value in kwargs.items():  # options a subclass passes on count as given
+            self.kwargs.setdefault(key, value)
+        self.size = None if size is None else positive_int(size, 'size', self.name)
+        self.shape = None if shape is None else tuple(shape)
         if self.shape is not None and any(
-                s is not None and (not isinstance(s, (int, np.integer)) or s <= 0)
-                for s in self.shape):
+                s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))
+                                   or s <= 0) for s in self.shape):
             raise util.ConfigurationError(
                 'layer {!r}: shape must hold positive integers, got {!r}'.format(
                     self.name, shape))
-        self.activation = activation
+        self.activation = self._checked_activation(activation)
         self.rng = util.as_rng(rng if rng is not None else nrng)
         self.inputs = inputs
-        self.kwargs = dict(kwargs, size=size, inputs=inputs, name=self.name,
-                           activation=activation, shape=shape)
         self._params = []
+        self._used_options = {}
         self._input_shapes = collections.OrderedDict()
         self._output_shape = None
         self.activate = None
 
-    def _valid_kwargs(self):
-        return util.accepted_kwargs(type(self)) | {'mean', 'std', 'sparsity', 'diagonal', 'radius'}
+    @classmethod
+    def valid_kwargs(cls, kwargs):
+        valid = util.accepted_kwargs(cls)
+        if valid is None:
+            return None
+        return valid | set(_INIT_OPTIONS) | {k for k in kwargs if _INIT_KWARG.match(k)}
+
+    @classmethod
+    def kwargs_owner(cls, kwargs):
+        if kwargs.get('name') is None:
+            return '{}()'.format(cls.__name__)
+        return 'layer {!r} ({})'.format(kwargs['name'], cls.__name__)
+
+    @classmethod
+    def fixed_activation(cls, kwargs):
+        """Return ``(activation, reason)`` if layers built with ``kwargs`` always use one."""
+        return cls.FIXED_ACTIVATION
+
+    def _checked_activation(self, activation):
+        fixed = type(self).fixed_activation(self.kwargs)
+        if fixed is None:
+            return 'relu' if activation is None else activation
+        name, reason = fixed
+        if activation is not None and activation != name:
+            raise util.ConfigurationError(
+                '{}: {}, so activation={!r} cannot apply; remove activation= (or give '
+                '{!r})'.format(self._where(), reason, activation, name))
+        return name
+
+    def _where(self):
+        return 'layer {!r} ({})'.format(self.name, type(self).__name__)
 
     # ----- shapes -------------------------------------------------------------
 
@@ -162,6 +248,7 @@ class Layer(util.Registrar):
 
     @property
     def input_shape(self):
+        """Shape of one example of this layer's only input (no batch axis)."""
         return self._input_shapes[self.input_name]
 
     @property
@@ -180,6 +267,7 @@ class Layer(util.Registrar):
 
     @property
     def output_shape(self):
+        """Shape of one example of the ``'out'`` output (no batch axis), e.g. ``(10,)``."""
         return self._output_shape
 
     @property
@@ -187,7 +275,7 @@ class Layer(util.Registrar):
         return self._output_shape[-1] if self._output_shape else None
 
     def output_shapes(self):
-        """Return ``{output name: shape}`` for every output of this layer."""
+        """Return ``{output name: shape of one example}`` for every output of this layer."""
         return {self.full_name(o): self._output_shape for o in self.OUTPUTS}
 
     def full_name(self, output):
@@ -195,17 +283,21 @@ class Layer(util.Registrar):
         return '{}:{}'.format(self.name, output)
 
     def _input_specs(self):
+        """Return ``[(reference, declared size or None)]``; reference None: the previous layer."""
         spec = self.inputs
+        if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+            return [(None, positive_int(spec, 'inputs', self.name))]
         if isinstance(spec, dict):
-            return list(spec.items())
+            return [(ref, None if size is None else positive_int(size, 'inputs size', self.name))
+                    for ref, size in spec.items()]
         if isinstance(spec, (str, Layer)):
             spec = [spec]
         if not isinstance(spec, (list, tuple)) or \
                 not all(isinstance(s, (str, Layer)) for s in spec):
             raise util.ConfigurationError(
                 'layer {!r}: inputs= must be an output name such as "hid1" or "hid1:pre", a '
-                'Layer, a list of these or a dict {{name: size}}, got {!r}'.format(
-                    self.name, spec))
+                'Layer, a list of these, a dict {{name: size}} or the int size of the previous '
+                'layer, got {!r}'.format(self.name, spec))
         return [(s, None) for s in spec]
 
     def resolve_inputs(self, layers):
@@ -217,57 +309,72 @@ class Layer(util.Registrar):
             If an input names no output of an earlier layer, or a declared
             size does not match.
         """
-        available = {}
-        for layer in layers:
-            if layer is self:
-                break
-            available.update(layer.output_shapes())
+        earlier = self._earlier(layers)
+        available = self._earlier_outputs(layers)
         self._input_shapes = collections.OrderedDict()
         for ref, size in self._input_specs():
-            name = ref.output_name if isinstance(ref, Layer) else str(ref)
-            if ':' not in name:
-                name += ':out'
-            if name not in available:
-                near = util.closest(name, available)
+            if ref is None and not earlier:
                 raise util.ConfigurationError(
-                    'layer {!r}: input {!r} is not an output of an earlier layer{}; '
-                    'available outputs: {}'.format(
-                        self.name, name,
-                        ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
-                        ', '.join(sorted(available)) or 'none'))
-            shape = available[name]
+                    'layer {!r}: inputs={} means the output of the previous layer, but there '
+                    'is none'.format(self.name, size))
+            name, shape = self._find_output(earlier[-1] if ref is None else ref, available,
+                                            'input')
             if size is not None and shape[-1] != size:
                 raise util.ConfigurationError(
                     'layer {!r}: input {!r} has size {}, but inputs= declared {}; correct '
-                    'the size in inputs={{...}} or read another output'.format(
+                    'the size in inputs= or read another output'.format(
                         self.name, name, shape[-1], size))
             self._input_shapes[name] = shape
+
+    def _earlier(self, layers):
+        """Return the layers before this one in ``layers``."""
+        return list(itertools.takewhile(lambda layer: layer is not self, layers))
+
+    def _earlier_outputs(self, layers):
+        """Return ``{output name: shape}`` of the layers before this one in ``layers``."""
+        available = {}
+        for layer in self._earlier(layers):
+            available.update(layer.output_shapes())
+        return available
+
+    def _find_output(self, ref, available, what):
+        """Return ``(name, shape)`` of the earlier output ``ref`` (a name or Layer) names."""
+        name = ref.output_name if isinstance(ref, Layer) else str(ref)
+        if ':' not in name:
+            name += ':out'
+        if name not in available:
+            raise util.ConfigurationError(
+                'layer {!r}: {} {!r} is not an output of an earlier layer{}; available '
+                'outputs: {}'.format(self.name, what, name, util.did_you_mean(name, available),
+                                     ', '.join(sorted(available)) or 'none'))
+        return name, available[name]
 
     def resolve_outputs(self):
         """Set the output shape: the inputs' leading axes, then ``size`` units.
 
         ``shape`` may stand for ``size``: it must then be the inputs' shape
-        per example with the last axis replaced, e.g. ``(3, )`` after a
+        per example with the last axis replaced, e.g. ``(None, 3)`` after a
         ``(None, 4)`` input, since this layer only maps the last axis.
         """
-        ndims = {len(s) for s in self._input_shapes.values()}
-        if len(ndims) > 1:
+        shapes = list(self._input_shapes.values())
+        if len({len(s) for s in shapes}) > 1:
             raise util.ConfigurationError(
                 'layer {!r}: inputs have different numbers of dimensions: {}'.format(
                     self.name, dict(self._input_shapes)))
-        first = list(self._input_shapes.values())[0] if self._input_shapes else (None, None)
+        first = tuple(shapes[0]) if shapes else (None, )
+        leading = first[:-1]
         if self.shape is not None:
             self._check_shape_fits(first)
-            self._output_shape = tuple(first[:-1]) + self.shape[-1:]
-            return
-        if self.size is None:
+            self._output_shape = leading + self.shape[-1:]
+        elif self.size is None:
             raise util.ConfigurationError(
                 'layer {!r} ({}) does not specify a size; give an int, e.g. (10, {!r})'.format(
                     self.name, type(self).__name__, type(self).__name__.lower()))
-        self._output_shape = tuple(first[:-1]) + (self.size, )
+        else:
+            self._output_shape = leading + (self.size, )
 
     def _check_shape_fits(self, input_shape):
-        leading = tuple(input_shape[1:-1])
+        leading = input_shape[:-1]
         want = tuple(self.shape[:-1])
         fits = len(want) in (0, len(leading)) and all(
             a is None or b is None or a == b for a, b in zip(want, leading))
@@ -276,12 +383,30 @@ class Layer(util.Registrar):
                 'layer {!r} ({}): shape={} does not fit its input shape {}: this layer maps '
                 'only the last axis of its input, so its output has shape {}; give size=N '
                 '(or shape=(N,)) and add a "reshape" layer after it for other shapes'.format(
-                    self.name, type(self).__name__, self.shape, input_shape,
-                    '(' + ', '.join(str(s) for s in input_shape[:-1]) + ', N)'))
-        if self.size is not None and self.size != self.shape[-1]:
+                    self.name, type(self).__name__, _fmt_shape(self.shape),
+                    _fmt_shape(input_shape), _fmt_shape(leading + ('N', ))))
+
+    def _check_declared_shape(self):
+        """Check ``size`` and ``shape``, when given, against the output shape found."""
+        have = self._output_shape
+        if self.size is not None and have[-1] is not None and have[-1] != self.size:
             raise util.ConfigurationError(
-                'layer {!r} ({}): size={} and shape={} disagree; give only one'.format(
-                    self.name, type(self).__name__, self.size, self.shape))
+                '{}: size={} but its output has {} values on the last axis (shape {}); '
+                'leave size out or correct it'.format(
+                    self._where(), self.size, have[-1], _fmt_shape(have)))
+        want = self.shape  # its trailing axes: shape=(n,) may stand for size=n
+        if want is not None and not (len(want) <= len(have) and all(
+                a is None or b is None or a == b for a, b in zip(want, have[-len(want):]))):
+            raise util.ConfigurationError(
+                '{}: shape={} but its output has shape {}; leave shape out or correct '
+                'it'.format(self._where(), _fmt_shape(want), _fmt_shape(have)))
+
+    def _drop_batch_axis(self):
+        """Convert shapes of a layer pickled by theanets 0.8.x, which kept the batch axis."""
+        self._input_shapes = collections.OrderedDict(
+            (k, tuple(v[1:])) for k, v in self._input_shapes.items())
+        if self._output_shape is not None:
+            self._output_shape = tuple(self._output_shape[1:])
 
     # ----- binding and parameters ------------------------------------------------
 
@@ -289,8 +414,10 @@ class Layer(util.Registrar):
         """Resolve inputs and outputs in ``graph``, build the activation, create params."""
         if reset:
             self._params = []
+            self._used_options = {}
         self.resolve_inputs(graph.layers)
         self.resolve_outputs()
+        self._check_declared_shape()
         self.activate = activations.build(self.activation, self)
         if initialize and reset:
             self.setup()
@@ -298,62 +425,92 @@ class Layer(util.Registrar):
         self.log()
 
     def _check_param_kwargs(self):
-        own = {p.name.split('.', 1)[1] for p in self.params}
-        own |= {family for name in own for family in _param_families(name)}
-        for key in self.kwargs:
-            match = _INIT_KWARG.match(key)
-            if match and match.group(2) and match.group(2)[1:] not in own:
-                raise util.ConfigurationError(
-                    'layer {!r}: {!r} names no parameter of this layer; its parameters '
-                    'are {}'.format(self.name, key, ', '.join(sorted(own)) or 'none'))
+        """Every initial-value option given must have been used by some parameter."""
+        unused = [k for k in self.kwargs if _INIT_KWARG.match(k) and k not in self._used_options]
+        if unused:
+            own = sorted({p.name.split('.', 1)[1] for p in self.params})
+            raise util.ConfigurationError(
+                'layer {!r}: {} applies to no parameter of this layer; its parameters are {} '
+                '(weight matrices take mean, std, sparsity and diagonal{}; biases take mean '
+                'and std)'.format(
+                    self.name, ', '.join(map(repr, sorted(unused))), ', '.join(own) or 'none',
+                    ', and radius if recurrent' if self.TAKES_RADIUS else
+                    '; radius_NAME rescales one'))
 
     def setup(self):
         """Create this layer's parameters (none by default)."""
 
-    def _init_value(self, kind, name, default):
+    def _init_value(self, kind, name, default, generic=True):
         """Return the ``kind`` option (``'std'``...) for parameter ``name``.
 
         The most specific keyword wins: ``std_w_in:out``, then ``std_w`` (which
         covers every ``w_*`` parameter, e.g. the weights of a multi-input
-        Feedforward layer), then ``std``, then ``default``.
+        Feedforward layer), then ``std`` (if ``generic``), then ``default``.
         """
-        for key in [name] + _param_families(name):
-            full = '{}_{}'.format(kind, key)
-            if full in self.kwargs:
-                return self.kwargs[full]
-        return self.kwargs.get(kind, default)
+        keys = ['{}_{}'.format(kind, key) for key in [name] + _param_families(name)]
+        for key in keys + ([kind] if generic else []):
+            if key in self.kwargs:
+                self._used_options[key] = True
+                return self.kwargs[key]
+        return default
 
-    def add_weights(self, name, nin, nout, mean=0, std=0, sparsity=0, diagonal=0):
-        """Create a weight matrix parameter of shape (nin, nout) named ``'<layer>.<name>'``.
+    def add_weights(self, name, nin, nout, mean=0, std=None, sparsity=0, diagonal=None,
+                    radius=None, blocks=1, recurrent=False, shape=None):
+        """Create a weight parameter named ``'<layer>.<name>'``, a (nin, nout) matrix.
 
         The keyword values are defaults: ``<option>_<name>`` and ``<option>``
         given to the layer take precedence. With no ``std`` anywhere the
-        values have standard deviation 1 / sqrt(nin + nout).
+        values have standard deviation 1 / sqrt(nin + nout / blocks).
+
+        Parameters
+        ----------
+        blocks : int, optional
+            Draw ``blocks`` matrices (nin, nout / blocks) side by side, each
+            with the options on its own (e.g. the gates of an LSTM).
+        recurrent : bool, optional
+            A recurrent matrix: the layer's generic ``radius`` applies too
+            (``radius_<name>`` applies to any matrix).
+        shape : tuple of int, optional
+            Reshape the (nin, nout) matrix to this shape (e.g. convolution filters).
         """
-        value = util.random_matrix(
-            nin, nout,
-            mean=self._init_value('mean', name, mean),
-            std=self._init_value('std', name, std) or 1 / np.sqrt(nin + nout),
-            sparsity=self._init_value('sparsity', name, sparsity),
-            diagonal=self._init_value('diagonal', name, diagonal),
-            rng=self.rng)
-        return self._add_param(name, value)
+        width = nout // blocks
+        std = self._init_value('std', name, std)
+        with self._naming(name):
+            value = np.concatenate([
+                util.random_matrix(
+                    nin, width,
+                    mean=self._init_value('mean', name, mean),
+                    std=1 / np.sqrt(nin + width) if std is None else std,
+                    sparsity=self._init_value('sparsity', name, sparsity),
+                    diagonal=self._init_value('diagonal', name, diagonal),
+                    radius=self._init_value('radius', name, radius, generic=recurrent),
+                    rng=self.rng)
+                for _ in range(blocks)], axis=1)
+        return self._add_param(name, value if shape is None else value.reshape(shape))
 
     def add_bias(self, name, size, mean=0, std=1):
         """Create a bias vector parameter of shape (size,) named ``'<layer>.<name>'``."""
-        value = util.random_vector(
-            size, mean=self._init_value('mean', name, mean),
-            std=self._init_value('std', name, std), rng=self.rng)
+        with self._naming(name):
+            value = util.random_vector(
+                size, mean=self._init_value('mean', name, mean),
+                std=self._init_value('std', name, std), rng=self.rng)
         return self._add_param(name, value)
 
-    def _add_param(self, name, value):
-        full = self._fmt(name)
-        if any(p.name == full for p in self._params):
+    @contextlib.contextmanager
+    def _naming(self, param):
+        """Prefix configuration errors raised inside with this layer and parameter."""
+        try:
+            yield
+        except util.ConfigurationError as err:
+            raise util.ConfigurationError('layer {!r}, parameter {!r}: {}'.format(
+                self.name, param, err)) from None
+
+    def _add_param(self, name, value, regularizable=None):
+        """Create (:func:`theanets.util.make_param`) and keep a parameter ``'<layer>.<name>'``."""
+        if any(p.name == self._fmt(name) for p in self._params):
             raise util.ConfigurationError(
                 'layer {!r} already has a parameter named {!r}'.format(self.name, name))
-        value = np.asarray(value, dtype=util.FLOAT)
-        # static shapes: products and output sizes are known when graphs are built
-        param = pytensor.shared(value, name=full, shape=value.shape)
+        param = util.make_param(self._fmt(name), value, regularizable)
         self._params.append(param)
         return param
 
@@ -423,9 +580,8 @@ class Layer(util.Registrar):
     # ----- description -------------------------------------------------------------
 
     def log(self):
-        inputs = ', '.join('"{}" {}'.format(n, s[1:]) for n, s in self._input_shapes.items())
-        log.info('layer %s "%s" %s %s%s', type(self).__name__, self.name,
-                 self.output_shape[1:] if self.output_shape else None,
+        inputs = ', '.join('"{}" {}'.format(n, s) for n, s in self._input_shapes.items())
+        log.info('layer %s "%s" %s %s%s', type(self).__name__, self.name, self.output_shape,
                  getattr(self.activate, 'name', self.activation),
                  ' from ' + inputs if inputs else '')
         log.info('learnable parameters: %d', self.log_params())
@@ -440,9 +596,19 @@ class Layer(util.Registrar):
         return total
 
     def to_spec(self):
-        """Return a dict that rebuilds this layer with ``Layer.build(spec.pop('form'), **spec)``."""
-        spec = dict(self.kwargs)
-        spec['form'] = type(self).__name__.lower()
+        """Return a dict that rebuilds this layer, as a network builds layers from dicts.
+
+        It holds the keyword arguments the layer was built with, plus
+        ``form``, ``name`` and ``activation`` (and the layer's
+        ``SPEC_KEYS``, e.g. a tied layer's ``partner``); layers given as
+        arguments appear by name. ``Layer.build(spec.pop('form'), **spec)``
+        rebuilds the layer.
+        """
+        spec = {k: _reference(v) for k, v in self.kwargs.items()}
+        for key in self.SPEC_KEYS:
+            spec[key] = _reference(getattr(self, key))
+        spec.update(form=type(self).__name__.lower(), name=self.name,
+                    activation=self.activation)
         return spec
 
     def __repr__(self):
@@ -452,6 +618,7 @@ class Layer(util.Registrar):
     def __getstate__(self):
         state = dict(self.__dict__)
         state['rng'] = rng_to_state(self.rng)
+        state.pop('_used_options', None)
         return state
 
     def __setstate__(self, state):
@@ -480,19 +647,32 @@ class Input(Layer):
         Receive a scipy sparse matrix (2-D data only).
     """
 
+    FIXED_ACTIVATION = ('linear', 'an input layer passes its data on unchanged')
+
     def __init__(self, size=None, ndim=2, sparse=False, **kwargs):
-        kwargs['activation'] = 'linear'
-        kwargs.pop('inputs', None)
-        super().__init__(size=size, inputs=(), **kwargs)
+        inputs = kwargs.pop('inputs', ())
+        super().__init__(size=size, **kwargs)
+        if inputs not in ((), None, [], {}):
+            raise util.ConfigurationError(
+                '{}: an input layer reads data, not other layers, so inputs={!r} cannot '
+                'apply; remove it'.format(self._where(), inputs))
         if self.shape is not None:
+            if 'ndim' in self.kwargs and ndim != 1 + len(self.shape):
+                raise util.ConfigurationError(
+                    '{}: ndim={} does not match shape={} ({} dimensions with the batch axis); '
+                    'give only one'.format(self._where(), ndim, _fmt_shape(self.shape),
+                                          1 + len(self.shape)))
             ndim = 1 + len(self.shape)
-        self.ndim = ndim
+        elif isinstance(ndim, bool) or not isinstance(ndim, (int, np.integer)) or ndim < 2:
+            raise util.ConfigurationError(
+                '{}: ndim counts the batch axis too, so it must be an int >= 2, got {!r}'
+                .format(self._where(), ndim))
+        self.ndim = int(ndim)
         self.sparse = sparse
-        if sparse and ndim != 2:
+        if sparse and self.ndim != 2:
             raise util.ConfigurationError(
                 'input layer {!r}: sparse input needs 2-D data, got ndim={}'.format(
-                    self.name, ndim))
-        self.kwargs.update(ndim=ndim, sparse=sparse)
+                    self.name, self.ndim))
         self.input = self._make_variable()
 
     def _make_variable(self):
@@ -503,9 +683,9 @@ class Input(Layer):
 
     def resolve_outputs(self):
         if self.shape is not None:
-            self._output_shape = (None, ) + self.shape
+            self._output_shape = self.shape
         elif self.size is not None:
-            self._output_shape = (None, ) * (self.ndim - 1) + (self.size, )
+            self._output_shape = (None, ) * (self.ndim - 2) + (self.size, )
         else:
             raise util.ConfigurationError(
                 'input layer {!r} does not specify a size; give an int or a shape tuple'.format(
@@ -515,10 +695,15 @@ class Input(Layer):
         return self.input
 
 
+def _no_activation(form, does):
+    return ('linear', 'a {} layer {} and applies no activation'.format(form, does))
+
+
 class Concatenate(Layer):
     """Concatenate several inputs along the last axis: (..., sum of input sizes)."""
 
     __extra_registration_keys__ = ['concat']
+    FIXED_ACTIVATION = _no_activation('concatenate', 'joins its inputs')
 
     def resolve_outputs(self):
         shapes = list(self._input_shapes.values())
@@ -527,11 +712,7 @@ class Concatenate(Layer):
                 'layer {!r}: inputs must share leading dimensions to concatenate: {}'.format(
                     self.name, dict(self._input_shapes)))
         sizes = [s[-1] for s in shapes]
-        total = None if None in sizes else sum(sizes)
-        if self.size is not None and total is not None and self.size != total:
-            raise util.ConfigurationError(
-                'layer {!r}: size={} but inputs sum to {}'.format(self.name, self.size, total))
-        self._output_shape = shapes[0][:-1] + (total, )
+        self._output_shape = shapes[0][:-1] + (None if None in sizes else sum(sizes), )
 
     def transform(self, inputs):
         if not isinstance(inputs, dict):
@@ -543,19 +724,15 @@ class Flatten(Layer):
     """Flatten all but the batch axis: (B, d1, d2, ...) -> (B, d1 * d2 * ...)."""
 
     __extra_registration_keys__ = ['flat']
+    FIXED_ACTIVATION = _no_activation('flatten', 'reshapes its input')
 
     def resolve_outputs(self):
-        shape = self.input_shape[1:]
+        shape = self.input_shape
         if None in shape:
             raise util.ConfigurationError(
                 'layer {!r}: cannot flatten input {!r} of partly unknown shape {}'.format(
-                    self.name, self.input_name, self.input_shape))
-        size = int(np.prod(shape))
-        if self.size is not None and self.size != size:
-            raise util.ConfigurationError(
-                'layer {!r}: size={} but the flattened input has {} values'.format(
-                    self.name, self.size, size))
-        self._output_shape = (None, size)
+                    self.name, self.input_name, _fmt_shape(shape)))
+        self._output_shape = (int(np.prod(shape)), )
 
     def transform(self, inputs):
         return inputs.reshape((inputs.shape[0], self.output_size))
@@ -565,6 +742,7 @@ class Product(Layer):
     """Multiply several inputs of identical shape elementwise."""
 
     __extra_registration_keys__ = ['prod']
+    FIXED_ACTIVATION = _no_activation('product', 'multiplies its inputs')
 
     def resolve_outputs(self):
         shapes = set(self._input_shapes.values())
@@ -587,17 +765,20 @@ class Product(Layer):
 class Reshape(Layer):
     """Reshape each example of the input to ``shape`` (no batch axis)."""
 
+    FIXED_ACTIVATION = _no_activation('reshape', 'reshapes its input')
+
     def resolve_outputs(self):
         if self.shape is None:
             raise util.ConfigurationError(
                 'reshape layer {!r} needs shape=(...) for one example'.format(self.name))
-        have = self.input_shape[1:]
+        have = self.input_shape
         want = self.shape
         if None not in have and None not in want and np.prod(have) != np.prod(want):
             raise util.ConfigurationError(
                 'layer {!r}: cannot reshape input {} ({} values) to {} ({} values)'.format(
-                    self.name, have, int(np.prod(have)), want, int(np.prod(want))))
-        self._output_shape = (None, ) + tuple(want)
+                    self.name, _fmt_shape(have), int(np.prod(have)), _fmt_shape(want),
+                    int(np.prod(want))))
+        self._output_shape = tuple(want)
 
     def transform(self, inputs):
         shape = [inputs.shape[0]] + [-1 if s is None else s for s in self.shape]

@@ -20,7 +20,7 @@ Examples
 ...     dict(form='pool2', pool_size=(2, 2)),
 ...     'flatten', 10])
 >>> net.layers[1].output_shape, net.layers[2].output_shape
-((None, 6, 6, 4), (None, 3, 3, 4))
+((6, 6, 4), (3, 3, 4))
 >>> net.predict(np.zeros((2, 8, 8, 1), 'f')).shape
 (2,)
 """
@@ -44,6 +44,31 @@ def _ints(value, n, what, layer):
         raise util.ConfigurationError(
             'layer {!r}: {} must be {} positive int(s), got {!r}'.format(layer, what, n, value))
     return tuple(int(v) for v in values)
+
+
+def _choice(value, choices, what, layer):
+    if value not in choices:
+        raise util.ConfigurationError('layer {!r}: {} must be {}, got {!r}'.format(
+            layer, what, ' or '.join(map(repr, choices)), value))
+    return value
+
+
+def _spatial_output(layer, spatial, what):
+    """Set ``layer``'s output shape from its input's and the window arithmetic ``spatial``.
+
+    ``spatial(positions)`` maps the input's spatial sizes to the output's.
+    """
+    shape = layer.input_shape
+    if len(shape) != layer.NDIM + 1:
+        raise util.ConfigurationError(
+            'layer {!r} ({}) needs {}-D input (batch, {}channels), got {!r} of shape {} '
+            'per example'.format(layer.name, type(layer).__name__, layer.NDIM + 2,
+                                 'position, ' * layer.NDIM, layer.input_name, shape))
+    positions = spatial(shape[:-1])
+    if any(s is not None and s < 1 for s in positions):
+        raise util.ConfigurationError('layer {!r}: {} does not fit input {}'.format(
+            layer.name, what, shape[:-1]))
+    return positions + (shape[-1], )
 
 
 class Convolution(Layer):
@@ -72,46 +97,27 @@ class Convolution(Layer):
         if filter_size is None:
             raise util.ConfigurationError(
                 'convolution layer {!r} needs filter_size='.format(name))
-        if border_mode not in ('valid', 'full', 'same'):
-            raise util.ConfigurationError(
-                "layer {!r}: border_mode must be 'valid', 'full' or 'same', got {!r}".format(
-                    name, border_mode))
+        self.border_mode = _choice(border_mode, ('valid', 'full', 'same'), 'border_mode', name)
         self.filter_size = _ints(filter_size, self.NDIM, 'filter_size', name)
         self.stride = _ints(stride, self.NDIM, 'stride', name)
-        self.border_mode = border_mode
         super().__init__(**kwargs)
-        self.kwargs.update(filter_size=filter_size, stride=stride, border_mode=border_mode)
 
     def resolve_outputs(self):
-        shape = self.input_shape
-        if len(shape) != self.NDIM + 2:
-            raise util.ConfigurationError(
-                'layer {!r} ({}) needs {}-D input (batch, {}channels), got {!r} of shape {}'
-                .format(self.name, type(self).__name__, self.NDIM + 2, 'position, ' * self.NDIM,
-                        self.input_name, shape))
         if self.size is None:
             raise util.ConfigurationError(
                 'convolution layer {!r} needs a size (the number of filters)'.format(self.name))
-        spatial = conv.output_shape(shape[1:-1], self.filter_size, self.stride,
-                                    self.border_mode)
-        if any(s is not None and s < 1 for s in spatial):
-            raise util.ConfigurationError(
-                'layer {!r}: filter {} does not fit input {} with border_mode={!r}'.format(
-                    self.name, self.filter_size, shape[1:-1], self.border_mode))
-        self._output_shape = (None, ) + spatial + (self.size, )
+        shape = _spatial_output(
+            self, lambda p: conv.output_shape(p, self.filter_size, self.stride,
+                                              self.border_mode),
+            'filter {} with border_mode={!r}'.format(self.filter_size, self.border_mode))
+        self._output_shape = shape[:-1] + (self.size, )
 
     def _filter_shape(self):
         return (self.output_size, self.input_size) + self.filter_size
 
     def setup(self):
         shape = self._filter_shape()
-        fan_in = int(np.prod(shape[1:]))
-        value = util.random_matrix(
-            shape[0], fan_in,
-            mean=self._init_value('mean', 'w', 0),
-            std=self._init_value('std', 'w', 0) or 1 / np.sqrt(fan_in + shape[0]),
-            sparsity=self._init_value('sparsity', 'w', 0), rng=self.rng)
-        self._add_param('w', value.reshape(shape))
+        self.add_weights('w', shape[0], int(np.prod(shape[1:])), shape=shape)
         self.add_bias('b', self.output_size)
 
     def _convolve(self, x, w):
@@ -174,35 +180,23 @@ class Pooling(Layer):
     """
 
     NDIM = None
+    FIXED_ACTIVATION = ('linear', 'a pooling layer takes the max or mean of each window and '
+                        'applies no activation')
 
     def __init__(self, pool_size=None, stride=None, mode='max', **kwargs):
         name = kwargs.get('name')
         if pool_size is None:
             raise util.ConfigurationError('pooling layer {!r} needs pool_size='.format(name))
-        if mode not in ('max', 'mean', 'average'):
-            raise util.ConfigurationError(
-                "layer {!r}: mode must be 'max', 'mean' or 'average', got {!r}".format(
-                    name, mode))
+        self.mode = _choice(mode, ('max', 'mean', 'average'), 'mode', name)
         self.pool_size = _ints(pool_size, self.NDIM, 'pool_size', name)
         self.stride = self.pool_size if stride is None else _ints(
             stride, self.NDIM, 'stride', name)
-        self.mode = mode
-        kwargs['activation'] = 'linear'
         super().__init__(**kwargs)
-        self.kwargs.update(pool_size=pool_size, stride=stride, mode=mode)
 
     def resolve_outputs(self):
-        shape = self.input_shape
-        if len(shape) != self.NDIM + 2:
-            raise util.ConfigurationError(
-                'layer {!r} ({}) needs {}-D input, got {!r} of shape {}'.format(
-                    self.name, type(self).__name__, self.NDIM + 2, self.input_name, shape))
-        spatial = conv.pool_output_shape(shape[1:-1], self.pool_size, self.stride)
-        if any(s is not None and s < 1 for s in spatial):
-            raise util.ConfigurationError(
-                'layer {!r}: pool {} does not fit input {}'.format(
-                    self.name, self.pool_size, shape[1:-1]))
-        self._output_shape = (None, ) + spatial + (shape[-1], )
+        self._output_shape = _spatial_output(
+            self, lambda p: conv.pool_output_shape(p, self.pool_size, self.stride),
+            'pool {}'.format(self.pool_size))
 
 
 Pooling._registry.add(Pooling)

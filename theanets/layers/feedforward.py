@@ -61,10 +61,7 @@ class Classifier(Feedforward):
     """A feedforward layer whose activation is always softmax."""
 
     __extra_registration_keys__ = ['softmax']
-
-    def __init__(self, **kwargs):
-        kwargs['activation'] = 'softmax'
-        super().__init__(**kwargs)
+    FIXED_ACTIVATION = ('softmax', 'a classifier layer always uses softmax')
 
 
 class Tied(Layer):
@@ -81,6 +78,7 @@ class Tied(Layer):
     """
 
     OUTPUTS = ('out', 'pre')
+    SPEC_KEYS = ('partner', )
 
     def __init__(self, partner=None, **kwargs):
         if partner is None:
@@ -89,7 +87,6 @@ class Tied(Layer):
                     kwargs.get('name')))
         self.partner = partner
         super().__init__(**kwargs)
-        self.kwargs['partner'] = partner.name if isinstance(partner, Layer) else partner
 
     def _partner_layer(self, layers):
         if isinstance(self.partner, Layer):
@@ -104,19 +101,14 @@ class Tied(Layer):
     def resolve_inputs(self, layers):
         super().resolve_inputs(layers)
         self.partner = self._partner_layer(layers)
-        log_partner = getattr(self.partner, 'input_shape', None)
-        if log_partner is None:
+        if len(self.partner._input_shapes) != 1:
             raise util.ConfigurationError(
-                'tied layer {!r}: partner {!r} has no single input'.format(
-                    self.name, self.partner.name))
+                'tied layer {!r}: partner {!r} has inputs {}; a tied layer needs a partner with '
+                'one input'.format(self.name, self.partner.name,
+                                   list(self.partner._input_shapes)))
 
     def resolve_outputs(self):
-        pshape = self.partner.input_shape
-        if self.size is not None and self.size != pshape[-1]:
-            raise util.ConfigurationError(
-                'tied layer {!r}: size={} but partner {!r} has input size {}'.format(
-                    self.name, self.size, self.partner.name, pshape[-1]))
-        self._output_shape = self.input_shape[:-1] + (pshape[-1], )
+        self._output_shape = self.input_shape[:-1] + (self.partner.input_shape[-1], )
         if self.input_size != self.partner.output_size:
             raise util.ConfigurationError(
                 'tied layer {!r}: input size {} does not match partner {!r} output size {}'
@@ -129,9 +121,3 @@ class Tied(Layer):
     def transform(self, inputs):
         pre = TT.dot(inputs, self.partner.find('w').T) + self.find('b')
         return dict(pre=pre, out=self.activate(pre))
-
-    def to_spec(self):
-        spec = super().to_spec()
-        spec['partner'] = self.partner.name if isinstance(self.partner, Layer) else self.partner
-        spec['size'] = None
-        return spec

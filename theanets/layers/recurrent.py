@@ -102,13 +102,19 @@ class Recurrent(Layer):
     #: activation, and any parameters it has, are not used.
     USES_ACTIVATION = True
 
+    SPEC_KEYS = ('h_0', )
+    TAKES_RADIUS = True
+
     def __init__(self, h_0=None, direction='forward', bptt_limit=-1, **kwargs):
         super().__init__(**kwargs)
         self.h_0 = h_0
         self.direction = direction
+        if isinstance(bptt_limit, bool) or not isinstance(bptt_limit, (int, np.integer)):
+            raise util.ConfigurationError(
+                '{}: bptt_limit must be an int (a number of time steps, or -1 for no '
+                'limit), got {!r}'.format(self._where(), bptt_limit))
         self.bptt_limit = int(bptt_limit)
         self._backward = _direction_is_backward(direction, self.name)
-        self.kwargs.update(h_0=h_0, direction=direction, bptt_limit=bptt_limit)
         self._state_inputs = collections.OrderedDict()
         self._state_values = {}
 
@@ -120,35 +126,24 @@ class Recurrent(Layer):
             raise util.ConfigurationError(
                 'recurrent layer {!r} takes one input, got {}; join several with a '
                 '"concatenate" layer first'.format(self.name, list(self._input_shapes)))
-        if len(self.input_shape) != 3:
+        if len(self.input_shape) != 2:
             raise util.ConfigurationError(
                 'recurrent layer {!r} needs (batch, time, variables) input, but {!r} has '
-                'shape {}; use a model from theanets.recurrent'.format(
+                'shape {} per example; use a model from theanets.recurrent'.format(
                     self.name, self.input_name, self.input_shape))
-        available = {}
-        for layer in layers:
-            if layer is self:
-                break
-            available.update(layer.output_shapes())
+        available = self._earlier_outputs(layers)
         self._state_inputs = collections.OrderedDict()
         for kind in self.STATES:
             ref = getattr(self, kind, None)
-            if ref is None:
-                continue
-            name = ref.output_name if isinstance(ref, Layer) else str(ref)
-            if ':' not in name:
-                name += ':out'
-            if name not in available:
-                raise util.ConfigurationError(
-                    'layer {!r}: {}={!r} is not an output of an earlier layer; available '
-                    'outputs: {}'.format(self.name, kind, ref, ', '.join(sorted(available))))
-            self._state_inputs[kind] = (name, available[name])
+            if ref is not None:
+                self._state_inputs[kind] = self._find_output(
+                    ref, available, 'initial state {}='.format(kind))
 
     def resolve_outputs(self):
         super().resolve_outputs()
         for kind, (name, shape) in self._state_inputs.items():
             size = self._state_size(kind)
-            if len(shape) != 2 or shape[-1] not in (None, size):
+            if len(shape) != 1 or shape[-1] not in (None, size):
                 raise util.ConfigurationError(
                     'layer {!r}: initial state {}={!r} must have shape (batch, {}), got {}; '
                     'e.g. an Input layer with ndim=2 and size={}'.format(
@@ -175,7 +170,7 @@ class Recurrent(Layer):
 
     # ----- parameters ----------------------------------------------------------------
 
-    def add_recurrent_weights(self, name, blocks=1, mean=0, std=0, sparsity=0):
+    def add_recurrent_weights(self, name, blocks=1, mean=0, std=None, sparsity=0):
         """Create a recurrent matrix (size, blocks * size) of square blocks side by side.
 
         Each block honours the layer's ``mean``, ``std``, ``sparsity``,
@@ -183,17 +178,8 @@ class Recurrent(Layer):
         ``radius`` rescales each block to that spectral radius.
         """
         n = self.output_size
-        value = np.concatenate([
-            util.random_matrix(
-                n, n,
-                mean=self._init_value('mean', name, mean),
-                std=self._init_value('std', name, std) or 1 / np.sqrt(2 * n),
-                sparsity=self._init_value('sparsity', name, sparsity),
-                radius=self._init_value('radius', name, 0),
-                diagonal=self._init_value('diagonal', name, 0),
-                rng=self.rng)
-            for _ in range(blocks)], axis=1)
-        return self._add_param(name, value)
+        return self.add_weights(name, n, blocks * n, mean=mean, std=std, sparsity=sparsity,
+                                blocks=blocks, recurrent=True)
 
     def _fixed_rates(self, kind, size):
         """Draw fixed (not learned) rates in (0, 1] from the layer's random stream.
@@ -264,11 +250,6 @@ class Recurrent(Layer):
 
     def _activation_name(self):
         return self.activation if isinstance(self.activation, str) else None
-
-    def to_spec(self):
-        spec = super().to_spec()
-        spec.update(h_0=self.h_0, direction=self.direction, bptt_limit=self.bptt_limit)
-        return spec
 
 
 class RNN(Recurrent):
@@ -353,7 +334,6 @@ class RRNN(RNN):
                 'got {!r}'.format(kwargs.get('name'), rate))
         super().__init__(**kwargs)
         self.rate = rate
-        self.kwargs['rate'] = rate
         self._rates = None
 
     def setup(self):
@@ -393,11 +373,6 @@ class RRNN(RNN):
         return dict(pre=self._batch_major(pre), hid=self._batch_major(hid),
                     out=self._batch_major(out), rate=self._batch_major(rate))
 
-    def to_spec(self):
-        spec = super().to_spec()
-        spec['rate'] = self.rate
-        return spec
-
 
 class MUT1(Recurrent):
     r"""The "MUT1" recurrent unit found by architecture search (Jozefowicz et al., 2015).
@@ -418,6 +393,7 @@ class MUT1(Recurrent):
 
     OUTPUTS = ('out', 'pre', 'hid', 'rate')
     USES_ACTIVATION = False
+    FIXED_ACTIVATION = ('tanh', 'a MUT1 layer always uses logistic gates and tanh')
 
     def __init__(self, h_0=None, **kwargs):
         super().__init__(h_0=h_0, **kwargs)
@@ -524,12 +500,13 @@ class LSTM(Recurrent):
 
     OUTPUTS = ('out', 'cell')
     USES_ACTIVATION = False
+    FIXED_ACTIVATION = ('tanh', 'an LSTM layer always uses logistic gates and tanh')
     STATES = ('h_0', 'c_0')
+    SPEC_KEYS = STATES
 
     def __init__(self, c_0=None, h_0=None, **kwargs):
         self.c_0 = c_0
         super().__init__(h_0=h_0, **kwargs)
-        self.kwargs['c_0'] = c_0
 
     def setup(self):
         self.add_weights('xh', self.input_size, 4 * self.output_size)
@@ -561,11 +538,6 @@ class LSTM(Recurrent):
             out, cell = self._scan(step, [xp], [h0, c0], [hh, ci, cf, co])
         return dict(out=self._batch_major(out), cell=self._batch_major(cell))
 
-    def to_spec(self):
-        spec = super().to_spec()
-        spec['c_0'] = self.c_0
-        return spec
-
 
 class MRNN(Recurrent):
     r"""Multiplicative RNN: the recurrent weights depend on the input (Sutskever et al., 2011).
@@ -588,6 +560,7 @@ class MRNN(Recurrent):
     """
 
     OUTPUTS = ('out', 'pre', 'factors')
+    SPEC_KEYS = ('h_0', 'factors')
 
     def __init__(self, factors=None, h_0=None, **kwargs):
         if factors is not None and (not isinstance(factors, (int, np.integer)) or factors <= 0):
@@ -596,12 +569,13 @@ class MRNN(Recurrent):
                     kwargs.get('name'), factors))
         self.factors = factors
         super().__init__(h_0=h_0, **kwargs)
-        self.kwargs['factors'] = factors
 
     @property
     def num_factors(self):
         """The number of factors: ``factors``, or ceil(sqrt(size)) when not given."""
-        return self.factors or int(math.ceil(math.sqrt(self.output_size)))
+        if self.factors is not None:
+            return self.factors
+        return int(math.ceil(math.sqrt(self.output_size)))
 
     def _output_sizes(self):
         return {'factors': self.num_factors}
@@ -628,11 +602,6 @@ class MRNN(Recurrent):
                                    [self.find('hf'), self.find('fh')])
         return dict(pre=self._batch_major(pre), factors=self._batch_major(fac),
                     out=self._batch_major(out))
-
-    def to_spec(self):
-        spec = super().to_spec()
-        spec['factors'] = self.factors
-        return spec
 
 
 class SCRN(Recurrent):
@@ -675,6 +644,7 @@ class SCRN(Recurrent):
 
     OUTPUTS = ('out', 'pre', 'hid', 'state', 'rate')
     STATES = ('h_0', 's_0')
+    SPEC_KEYS = STATES + ('context_size', )
 
     def __init__(self, rate='vector', s_0=None, context_size=None, h_0=None, **kwargs):
         if not (rate in ('vector', 'uniform', 'log') or (
@@ -686,7 +656,6 @@ class SCRN(Recurrent):
         super().__init__(h_0=h_0, **kwargs)
         self.rate = rate
         self.context_size = context_size
-        self.kwargs.update(rate=rate, s_0=s_0, context_size=context_size)
         self._rates = None
 
     @property
@@ -740,13 +709,8 @@ class SCRN(Recurrent):
         return dict(pre=pre, out=self.activate(pre), hid=hid, state=state,
                     rate=TT.ones_like(state) * r)
 
-    def to_spec(self):
-        spec = super().to_spec()
-        spec.update(rate=self.rate, s_0=self.s_0, context_size=self.context_size)
-        return spec
 
-
-class Clockwork(Recurrent):
+class Clockwork(RNN):
     r"""Clockwork RNN: groups of units ("modules") that update at different periods.
 
     The units are split into ``len(periods)`` equal modules; module :math:`i`
@@ -772,6 +736,8 @@ class Clockwork(Recurrent):
 
     """
 
+    SPEC_KEYS = ('h_0', 'periods')
+
     def __init__(self, periods=None, h_0=None, **kwargs):
         if not periods or any(not isinstance(p, (int, np.integer)) or p <= 0 for p in periods):
             raise util.ConfigurationError(
@@ -779,7 +745,6 @@ class Clockwork(Recurrent):
                     kwargs.get('name'), periods))
         self.periods = sorted(int(p) for p in periods)
         super().__init__(h_0=h_0, **kwargs)
-        self.kwargs['periods'] = self.periods
 
     def resolve_outputs(self):
         super().resolve_outputs()
@@ -797,11 +762,6 @@ class Clockwork(Recurrent):
         per = self.unit_periods()
         return (per[:, None] >= per[None, :]).astype(util.FLOAT)
 
-    def setup(self):
-        self.add_weights('xh', self.input_size, self.output_size)
-        self.add_recurrent_weights('hh')
-        self.add_bias('b', self.output_size)
-
     def transform(self, inputs):
         xp = self._project(inputs, self.find('xh'), self.find('b'))
         h0 = self._initial('h_0', inputs)
@@ -817,11 +777,6 @@ class Clockwork(Recurrent):
         pre0 = TT.zeros_like(h0)
         pre, out = self._scan(step, [steps, xp], [pre0, h0], [hh, periods])
         return dict(pre=self._batch_major(pre), out=self._batch_major(out))
-
-    def to_spec(self):
-        spec = super().to_spec()
-        spec['periods'] = self.periods
-        return spec
 
 
 class Bidirectional(Layer):
@@ -851,6 +806,8 @@ class Bidirectional(Layer):
     """
 
     _JOINED = ('out', 'pre', 'cell')
+    SPEC_KEYS = ('worker', )
+    TAKES_RADIUS = True
 
     def __init__(self, worker='rnn', **kwargs):
         if not (isinstance(worker, str) and Layer.is_registered(worker)
@@ -858,7 +815,6 @@ class Bidirectional(Layer):
             raise util.ConfigurationError(
                 'bidirectional layer {!r}: worker must name a recurrent layer form such as '
                 '"rnn", "lstm" or "gru", got {!r}'.format(kwargs.get('name'), worker))
-        cls = Layer.get_class(worker)
         own = util.accepted_kwargs(Layer)
         passed = {k: kwargs.pop(k) for k in list(kwargs)
                   if k not in own and not _INIT_KWARG.match(k)}
@@ -866,15 +822,29 @@ class Bidirectional(Layer):
             raise util.ConfigurationError(
                 'bidirectional layer {!r}: direction is set by the layer; remove '
                 'direction={!r}'.format(kwargs.get('name'), passed['direction']))
-        util.check_kwargs(passed, util.accepted_kwargs(cls) - own - {'direction'},
-                          'bidirectional layer {!r} ({} worker)'.format(
-                              kwargs.get('name', '?'), worker))
         super().__init__(**kwargs)
         self.worker = worker.lower()
         self.worker_kwargs = passed
-        self.kwargs.update(passed, worker=self.worker)
         self.workers = ()
         self._graph_layers = None
+
+    @classmethod
+    def valid_kwargs(cls, kwargs):
+        """Own keywords and those of the worker layer (given to both workers)."""
+        valid = super().valid_kwargs(kwargs)
+        worker = kwargs.get('worker', 'rnn')
+        if valid is not None and isinstance(worker, str) and Layer.is_registered(worker):
+            extra = util.accepted_kwargs(Layer.get_class(worker))
+            valid = None if extra is None else valid | extra
+        return valid
+
+    @classmethod
+    def fixed_activation(cls, kwargs):
+        """The worker's fixed activation, if it has one (e.g. an LSTM's tanh)."""
+        worker = kwargs.get('worker', 'rnn')
+        if isinstance(worker, str) and Layer.is_registered(worker):
+            return Layer.get_class(worker).fixed_activation({})
+        return None
 
     @property
     def forward(self):
@@ -886,7 +856,7 @@ class Bidirectional(Layer):
 
     def resolve_inputs(self, layers):
         super().resolve_inputs(layers)
-        if len(self._input_shapes) != 1 or len(self.input_shape) != 3:
+        if len(self._input_shapes) != 1 or len(self.input_shape) != 2:
             raise util.ConfigurationError(
                 'bidirectional layer {!r} needs one (batch, time, variables) input, got '
                 '{}'.format(self.name, dict(self._input_shapes)))
@@ -937,6 +907,12 @@ class Bidirectional(Layer):
         self.workers = tuple(workers)
         for worker in self.workers:
             self._params.extend(worker.params)
+            self._used_options.update(worker._used_options)
+
+    def _drop_batch_axis(self):
+        super()._drop_batch_axis()
+        for worker in self.workers:
+            worker._drop_batch_axis()
 
     @property
     def params(self):
@@ -959,11 +935,6 @@ class Bidirectional(Layer):
                 outputs[self.full_name(name)] = TT.concatenate(
                     [parts[0][name], parts[1][name]], axis=-1)
         return collections.OrderedDict(sorted(outputs.items())), updates
-
-    def to_spec(self):
-        spec = super().to_spec()
-        spec.update(self.worker_kwargs, worker=self.worker)
-        return spec
 
 
 class _Layers(object):
