@@ -124,6 +124,7 @@ def write(obj, target):
     if hasattr(target, 'write'):
         pickle.dump(obj, target, -1)
         return
+    target = os.fspath(target)
 
     def dump(raw):
         if target.lower().endswith('.gz'):
@@ -132,7 +133,7 @@ def write(obj, target):
                 pickle.dump(obj, zipped, -1)
         else:
             pickle.dump(obj, raw, -1)
-    util.atomic_write(os.fspath(target), dump)
+    util.atomic_write(target, dump)
 
 
 def name_of(source):
