@@ -628,3 +628,21 @@ def test_iterate_wraps_raw_data_with_batch_settings():
     sizes[:] = []
     p.opt.minimize(O.Dataset(data, batch_size=8), learning_rate=0.01, max_updates=1)
     assert sizes == [8] * 8
+
+
+@pytest.mark.parametrize('algo', [a for a in ALGOS if a != 'adadelta'])
+def test_zero_learning_rate_leaves_parameters_unchanged(algo):
+    # zero is a value, not "unset": downhill accepted it, e.g. to freeze a model
+    p = Problem(algo)
+    data = make_data()
+    p.w.set_value(np.array([0.5, 0.1, -0.3], 'f'))
+    before = p.values
+    after = p.one_step(data, learning_rate=0.0, momentum=0.5)
+    np.testing.assert_array_equal(after, before)
+    assert not np.array_equal(p.one_step(data, learning_rate=0.01), before)
+
+
+def test_zero_rms_regularizer_is_accepted():
+    p = Problem('rmsprop')
+    after = p.one_step(make_data(), learning_rate=0.01, rms_regularizer=0.0)
+    assert np.isfinite(after).all() and not np.array_equal(after, np.zeros(4))
