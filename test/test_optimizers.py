@@ -434,7 +434,7 @@ def test_algorithm_state_is_reset_by_each_iterate_call(algo, kwargs):
 # -- hyperparameters ---------------------------------------------------------------------
 
 @pytest.mark.parametrize('name, value', [
-    ('learning_rate', 0), ('learning_rate', -1e-3), ('learning_rate', float('nan')),
+    ('learning_rate', -1e-3), ('learning_rate', float('nan')),
     ('momentum', 1.0), ('momentum', -0.1), ('patience', -1), ('patience', 1.5),
     ('validate_every', 0), ('min_improvement', -1), ('max_gradient_norm', -1),
     ('max_updates', 0), ('nesterov', 'yes'), ('progress', 1), ('batch_size', 2.5),
@@ -447,7 +447,7 @@ def test_bad_hyperparameter_values(name, value):
 
 @pytest.mark.parametrize('algo, name, value', [
     ('rmsprop', 'rms_halflife', 0), ('adam', 'beta1_halflife', -1),
-    ('esgd', 'hv_method', 'fd'), ('rprop', 'rprop_max_step', 0),
+    ('esgd', 'hv_method', 'fd'), ('rprop', 'rprop_max_step', -1),
 ])
 def test_bad_algorithm_hyperparameter_values(algo, name, value):
     p = Problem(algo)

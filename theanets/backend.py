@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 import weakref
@@ -396,8 +397,8 @@ class StagedFunction(object):
     the function (and of the others of its group) into PyTensor's compile
     cache; when it has finished, the next call compiles the C version in
     this process, now from the cache (about a second), and from then on calls
-    run it. No thread is involved: all compiling in this process happens in
-    the calling thread, between two calls.
+    run it. No thread is started: compiling happens in the calling thread,
+    between two calls (one at a time when several threads call).
 
     Attributes
     ----------
@@ -429,11 +430,14 @@ class StagedFunction(object):
         self._elapsed += now - start
         if self._group.state is None:
             if self._elapsed >= self._delay:
-                self._group.start()
+                with _LOCK:
+                    if self._group.state is None:
+                        self._group.start()
         elif now - self._polled > _POLL_SECONDS:
             self._polled = now
-            if self._group.ready(wait=False):
-                self._switch()
+            with _LOCK:
+                if self._final is None and self._group.ready(wait=False):
+                    self._switch()
         return result
 
     @property
@@ -448,11 +452,12 @@ class StagedFunction(object):
 
     def finish(self):
         """Compile the C version now, if it is not in use yet, and use it from now on."""
-        if self._final is None and self._spec is not None:
-            if self._group.state is None:
-                self._group.start()
-            self._group.ready(wait=True)
-            self._switch()
+        with _LOCK:
+            if self._final is None and self._spec is not None:
+                if self._group.state is None:
+                    self._group.start()
+                self._group.ready(wait=True)
+                self._switch()
 
     def _switch(self):
         """Compile the C version in this process (from the cache the helper filled)."""
@@ -473,6 +478,9 @@ class StagedFunction(object):
 
 #: Seconds between two checks whether the helper process has finished.
 _POLL_SECONDS = 0.2
+#: Held while a staged function starts its helper or compiles its C version, so
+#: that threads calling staged functions never compile at the same time.
+_LOCK = threading.RLock()
 _STAGED = weakref.WeakSet()
 _HELPERS = weakref.WeakSet()
 

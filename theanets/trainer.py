@@ -90,7 +90,7 @@ def build(algo, subalgo, network):
     if name == 'sample':
         return SampleTrainer(network)
     if name in TRAINERS:
-        return TRAINERS[name](_check_algo(subalgo, 'sub-algorithm (subalgo)'), network)
+        return TRAINERS[name](_check_algo(subalgo, 'training sub-algorithm (subalgo)'), network)
     return DownhillTrainer(_check_algo(algo), network)
 
 
