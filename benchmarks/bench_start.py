@@ -40,7 +40,7 @@ class _Clock(logging.Handler):
 
 def child(args):
     """Run the example in this process; print the timings as JSON on the last line."""
-    import theanets
+    import theanets  # noqa: F401  (sets the PyTensor flags before cmodule loads)
     from pytensor.link.c import cmodule  # only to count the C modules compiled
     compiled = []
     original = cmodule.GCC_compiler.compile_str

@@ -368,8 +368,15 @@ def get_quick_start():
 def quick_start_applies(mode=None):
     """Whether new staged functions start on a Python version (see :func:`set_quick_start`)."""
     mode = _MODE if mode is None else mode
-    return _QUICK_START[0] is not None and isinstance(mode, str) and \
-        _compiles_c(_compile_mode(mode))
+    if _QUICK_START[0] is None or not isinstance(mode, str):
+        return False
+    if mode not in _RUNS_C:
+        _RUNS_C[mode] = _compiles_c(_compile_mode(mode))
+    return _RUNS_C[mode]
+
+
+#: Mode name -> whether it compiles C code (modes given by name do not change).
+_RUNS_C = {}
 
 
 def _compiles_c(mode):

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 #: train() keywords the network itself reads (not the optimizer).
 NETWORK_KWARGS = {'monitors', 'monitor_gradients', 'rng', 'allow_nonfinite'}
 
+
 def _optimizer_names():
     return sorted(k for k in optimizers.Optimizer._registry.classes if k != 'optimizer')
 
