@@ -519,9 +519,7 @@ class _Group(object):
             self.state = 'done'
             return
         try:
-            handle, path = tempfile.mkstemp(prefix='theanets-compile-', suffix='.pkl')
-            with os.fdopen(handle, 'wb') as out:
-                pickle.dump(specs, out, -1)
+            path = _write_specs(specs)
         except Exception as err:  # e.g. a custom Op that cannot be pickled
             log.info('cannot hand the C compilation to a helper process (%s: %s); compiling '
                      'it now', type(err).__name__, err)
@@ -572,6 +570,18 @@ class _Group(object):
             _stop(None, self._files)
             self._process = None
         return self.state == 'done'
+
+
+def _write_specs(specs):
+    """Pickle what a helper process compiles to a new temporary file; return its path."""
+    handle, path = tempfile.mkstemp(prefix='theanets-compile-', suffix='.pkl')
+    try:
+        with os.fdopen(handle, 'wb') as out:
+            pickle.dump(specs, out, -1)
+    except Exception:
+        os.unlink(path)
+        raise
+    return path
 
 
 def _stop(process, files):
