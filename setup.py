@@ -38,9 +38,9 @@ setuptools.setup(
     ],
     extras_require={
         'examples': ['scikit-learn>=1.2', 'matplotlib>=3.6', 'ipywidgets>=8'],
-        'test': ['pytest>=7', 'hypothesis>=6.50', 'scikit-learn>=1.2', 'sphinx>=7', 'joblib>=1.0',
-                 'nbclient>=0.7', 'nbformat>=5.1', 'ipykernel>=6', 'matplotlib>=3.6',
-                 'jax>=0.4.30'],
+        'test': ['pytest>=7', 'pytest-xdist>=3', 'hypothesis>=6.50', 'scikit-learn>=1.2',
+                 'sphinx>=7', 'joblib>=1.0', 'nbclient>=0.7', 'nbformat>=5.1', 'ipykernel>=6',
+                 'matplotlib>=3.6', 'jax>=0.4.30'],
         'docs': ['sphinx>=7'],
         'jax': ['jax>=0.4.30'],
         'bench': ['torch>=2.0'],

@@ -2,8 +2,8 @@
 """Pretrain a deep classifier as an autoencoder, then train it on the labels.
 
 ``algo='pretrain'`` builds a "shadow" autoencoder out of the classifier's
-hidden layers (with tied decoding layers), trains it layer by layer on the
-images alone, and copies the learned weights back. Supervised training then
+hidden layers (with tied decoding layers), which shares their weights, and
+trains it layer by layer on the images alone. Supervised training then
 starts from these weights instead of random ones. Pretraining helps most when
 labels are scarce, so by default only 200 of the training images keep their
 labels (``--labeled 0`` uses all of them).

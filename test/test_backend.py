@@ -82,3 +82,34 @@ def test_each_function_compiles_once():
     # a structural change (momentum on) compiles a new training function only
     net.train([x, y], algo='sgd', learning_rate=1e-3, momentum=0.5, max_updates=1)
     assert backend.compile_count() == count + 1
+
+
+def test_set_mode_then_train_and_predict_compile_in_the_new_mode(monkeypatch):
+    rng = np.random.RandomState(1)
+    x = rng.randn(20, 3).astype('f')
+    y = rng.randint(2, size=20).astype('i')
+    net = theanets.Classifier([3, 4, 2])
+    net.train([x, y], algo='sgd', max_updates=1)
+    net.predict(x)
+    modes = []
+    real = pytensor.function
+
+    def spy(*args, **kwargs):
+        modes.append(kwargs.get('mode'))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backend.pytensor, 'function', spy)
+    before = backend.get_mode()
+    try:
+        backend.set_mode('FAST_COMPILE')
+        net.train([x, y], algo='sgd', max_updates=1)
+        net.predict(x)
+    finally:
+        backend.set_mode(before)
+    # the training step, the evaluation and the prediction functions, all new
+    assert len(modes) == 3
+    assert all(not m.linker.use_cloop and 'fast_compile' in m.provided_optimizer.include
+               for m in modes)
+    net.train([x, y], algo='sgd', max_updates=1)
+    net.predict(x)
+    assert len(modes) == 3     # the functions of the first mode are still cached

@@ -229,6 +229,15 @@ def test_notebook_runs(tmp_path):
     text = ''.join(o.get('text', '') for c in notebook.cells if c.cell_type == 'code'
                    for o in c.outputs if o.output_type == 'stream')
     assert re.search(r'passes; test accuracy: \d\.\d{3}', text), text[-2000:]
+    # progress=True in a notebook: one status line per training run, updated in
+    # place (the saved output keeps the last one), and no text progress bars
+    shown = [o['data'].get('text/plain', '') for c in notebook.cells if c.cell_type == 'code'
+             for o in c.outputs if o.output_type in ('display_data', 'update_display_data')]
+    bars = [t for t in [text] + shown if '%|' in t]
+    assert not bars, bars
+    status = [t for t in shown if t.startswith('Adam ')]
+    assert len(status) == 1 and re.match(r'Adam \d+ - [\d.]+ s - loss \d\.\d{4} .*acc .* - valid '
+                                         r'loss \d\.\d{4} ', status[0]), shown
     images = [o for c in notebook.cells if c.cell_type == 'code' for o in c.outputs
               if 'image/png' in o.get('data', {})]
     assert len(images) == 2

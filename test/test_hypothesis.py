@@ -38,7 +38,7 @@ KINDS = ['regressor', 'classifier', 'autoencoder', 'recurrent']
 DATA_MISTAKES = ['columns', 'ndim', 'examples', 'empty', 'nan', 'inf-target', 'float-labels',
                  'label-range', 'target-columns', 'weights-shape', 'negative-weights',
                  'missing-array', 'extra-array', 'not-a-list', 'strings']
-OPTION_MISTAKES = ['algo', 'learning-rate-zero', 'learning-rate-negative', 'learning-rate-str',
+OPTION_MISTAKES = ['algo', 'learning-rate-negative', 'learning-rate-str',
                    'batch-float', 'unknown-kwarg', 'other-algorithm-kwarg', 'max-updates-zero',
                    'negative-regularizer', 'dropout-range']
 
@@ -146,7 +146,6 @@ def make_options(draw):
     mistake = draw(st.sampled_from([None] * len(OPTION_MISTAKES) + OPTION_MISTAKES))
     spoil = {
         'algo': dict(algo=draw(st.sampled_from(['sdg', 'adamm', 'rms-prop', 3]))),
-        'learning-rate-zero': dict(learning_rate=0),
         'learning-rate-negative': dict(learning_rate=-0.1),
         'learning-rate-str': dict(learning_rate='fast'),
         'batch-float': dict(batch_size=2.5),

@@ -98,7 +98,7 @@ def test_activation_uses_the_c_op_only_in_modes_that_run_c_code():
         backend.set_mode(previous)
 
 
-def test_classifier_trains_with_esgd_through_the_c_softmax():
+def test_classifier_trains_with_esgd_through_the_c_softmax(c_mode):
     # ESGD differentiates the gradient: the softmax gradient Op must be differentiable
     rng = np.random.RandomState(2)
     x = rng.randn(40, 4).astype('f')

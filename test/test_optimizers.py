@@ -434,7 +434,7 @@ def test_algorithm_state_is_reset_by_each_iterate_call(algo, kwargs):
 # -- hyperparameters ---------------------------------------------------------------------
 
 @pytest.mark.parametrize('name, value', [
-    ('learning_rate', 0), ('learning_rate', -1e-3), ('learning_rate', float('nan')),
+    ('learning_rate', -1e-3), ('learning_rate', float('nan')),
     ('momentum', 1.0), ('momentum', -0.1), ('patience', -1), ('patience', 1.5),
     ('validate_every', 0), ('min_improvement', -1), ('max_gradient_norm', -1),
     ('max_updates', 0), ('nesterov', 'yes'), ('progress', 1), ('batch_size', 2.5),
@@ -447,7 +447,7 @@ def test_bad_hyperparameter_values(name, value):
 
 @pytest.mark.parametrize('algo, name, value', [
     ('rmsprop', 'rms_halflife', 0), ('adam', 'beta1_halflife', -1),
-    ('esgd', 'hv_method', 'fd'), ('rprop', 'rprop_max_step', 0),
+    ('esgd', 'hv_method', 'fd'), ('rprop', 'rprop_max_step', -1),
 ])
 def test_bad_algorithm_hyperparameter_values(algo, name, value):
     p = Problem(algo)
@@ -628,3 +628,21 @@ def test_iterate_wraps_raw_data_with_batch_settings():
     sizes[:] = []
     p.opt.minimize(O.Dataset(data, batch_size=8), learning_rate=0.01, max_updates=1)
     assert sizes == [8] * 8
+
+
+@pytest.mark.parametrize('algo', [a for a in ALGOS if a != 'adadelta'])
+def test_zero_learning_rate_leaves_parameters_unchanged(algo):
+    # zero is a value, not "unset": downhill accepted it, e.g. to freeze a model
+    p = Problem(algo)
+    data = make_data()
+    p.w.set_value(np.array([0.5, 0.1, -0.3], 'f'))
+    before = p.values
+    after = p.one_step(data, learning_rate=0.0, momentum=0.5)
+    np.testing.assert_array_equal(after, before)
+    assert not np.array_equal(p.one_step(data, learning_rate=0.01), before)
+
+
+def test_zero_rms_regularizer_is_accepted():
+    p = Problem('rmsprop')
+    after = p.one_step(make_data(), learning_rate=0.01, rms_regularizer=0.0)
+    assert np.isfinite(after).all() and not np.array_equal(after, np.zeros(4))

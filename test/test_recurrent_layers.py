@@ -391,7 +391,7 @@ def test_outputs_are_batch_major_in_forward_order(net, outputs):
 
 
 @pytest.mark.parametrize('fused', [True, False])
-def test_compiled_c_code_matches_the_references(monkeypatch, data, fused):
+def test_compiled_c_code_matches_the_references(monkeypatch, data, fused, c_mode):
     """The library's default (C) mode, where the fused ops run their C code."""
     monkeypatch.setattr(R, 'USE_FUSED_OPS', fused)
     names = ['rnn', 'gru_back', 'lstm_back']

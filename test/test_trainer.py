@@ -71,6 +71,15 @@ def test_unknown_algorithms(algo, subalgo, message):
         net.train([X, Y], algo=algo, subalgo=subalgo)
 
 
+@pytest.mark.parametrize('algo', ['sgd', 'adam', 'layerwise'])
+def test_zero_learning_rate_trains_nothing(algo):
+    net = theanets.Regressor([6, 5, 4, 2])
+    before = values(net)
+    net.train([X, Y], **dict(QUICK, algo=algo, learning_rate=0.0, momentum=0.9))
+    assert len(net.history) == 2 * (2 if algo == 'layerwise' else 1)
+    assert_same(values(net), before)
+
+
 def test_object_with_itertrain_is_used_directly():
     class Trainer(object):
         def itertrain(self, train, valid=None, **kwargs):
@@ -143,29 +152,55 @@ def test_layerwise_tied_autoencoder(caplog):
     out_inputs = list(net.layers[-1]._input_shapes)
     caplog.set_level(logging.INFO, logger='theanets')
     seen = []
-    for _ in net.itertrain([X], **dict(QUICK, algo='sup', subalgo='sgd')):
-        seen.append((list(net.layers), values(net)))
+    for _ in net.itertrain([X], **dict(QUICK, algo='supervised', subalgo='sgd')):
+        assert net.layers == layers
+        seen.append(values(net))
     assert stages(caplog) == ['layerwise: training in -> hid1 -> out',
                               'layerwise: training in -> hid1 -> hid2 -> hid3 -> out']
-    first_stage = [l.name for l in seen[0][0]]
-    assert first_stage == ['in', 'hid1', 'out']
     # the first stage trains the real decoder's bias, reading hid1 instead of hid3
-    assert not np.array_equal(seen[1][1]['out.b'], seen[0][1]['out.b'])
-    assert net.layers == layers
+    assert not np.array_equal(seen[1]['out.b'], seen[0]['out.b'])
     assert list(net.layers[-1]._input_shapes) == out_inputs == ['hid3:out']
     assert net.predict(X).shape == X.shape
 
 
-def test_layerwise_restores_network_when_stopped_early():
+def test_layerwise_never_changes_the_network():
     net = theanets.Regressor([6, 5, 4, 2])
     layers = list(net.layers)
+    losses = list(net.losses)
+    params = net.params
     iterator = net.itertrain([X, Y], algo='layerwise', subalgo='sgd', max_updates=3)
+    before = values(net)
     next(iterator)
-    assert [l.name for l in net.layers] == ['in', 'hid1', 'lwout']
-    assert net.losses[0].output_name == 'lwout:out'
+    # the first stage trained hid1 (shared with its sub-network) and a temporary output
+    assert net.layers == layers and net.losses == losses and net.params == params
+    assert [l.output_name for l in net.losses] == ['out:out']
+    after = values(net)
+    assert not np.array_equal(after['hid1.w'], before['hid1.w'])
+    assert_same({n: after[n] for n in ['hid2.w', 'out.w']},
+                {n: before[n] for n in ['hid2.w', 'out.w']})
     iterator.close()
-    assert net.layers == layers
-    assert net.losses[0].output_name == 'out:out'
+    assert net.layers == layers and 'lwout:out' not in net.feed_forward(X)
+
+
+@pytest.mark.parametrize('algo, trainer_class', [
+    ('layerwise', trainer.SupervisedPretrainer), ('supervised', trainer.SupervisedPretrainer),
+    ('Layer', trainer.SupervisedPretrainer), ('sup', trainer.SupervisedPretrainer),
+    ('pretrain', trainer.UnsupervisedPretrainer), ('unsupervised', trainer.UnsupervisedPretrainer),
+    ('pre', trainer.UnsupervisedPretrainer), ('unsup', trainer.UnsupervisedPretrainer),
+    ('sample', trainer.SampleTrainer), ('ADAM', trainer.DownhillTrainer),
+])
+def test_algorithm_names(algo, trainer_class):
+    assert type(trainer.build(algo, 'sgd', theanets.Regressor([6, 2]))) is trainer_class
+
+
+@pytest.mark.parametrize('algo, near', [
+    ('layerwis', "'layerwise'"), ('pretraining', "'pretrain'"), ('supervise', "'supervised'"),
+    ('sampl', "'sample'"), ('adamw', "'adam'"),
+])
+def test_algorithm_names_are_matched_exactly(algo, near):
+    # the original took any name starting with "pre", "sup", "layer" or "unsup"
+    with pytest.raises(util.ConfigurationError, match='did you mean.*{}'.format(near)):
+        theanets.Regressor([6, 2]).train([X, Y], algo=algo)
 
 
 # ----- pretrain -------------------------------------------------------------------------------
@@ -378,11 +413,52 @@ def test_one_log_line_per_epoch(caplog):
     assert all('err=' in l for l in lines)
 
 
-def test_progress_bar(capsys):
+def test_progress_off_prints_nothing(capsys):
     net = theanets.Regressor([6, 2])
-    net.train([X, Y], progress=True, **QUICK)
-    assert 'SGD 1' in capsys.readouterr().err
-    assert len(net.history) == 2
+    net.train([X, Y], **QUICK)
+    assert capsys.readouterr() == ('', '')
+
+
+def test_progress_without_terminal_prints_one_line_per_validation(capsys):
+    net = theanets.Classifier([6, 3])
+    net.train([X, LABELS], progress=True, **dict(QUICK, max_updates=4, validate_every=2))
+    out, err = capsys.readouterr()
+    assert '%|' not in out + err and '\r' not in out + err
+    lines = out.splitlines()
+    assert [l.split(' - ')[0] for l in lines] == ['SGD 0', 'SGD 2', 'SGD 4']
+    assert re.match(r'SGD 2 - \d+\.\d s - loss \d\.\d{4} err \d\.\d{4} acc \d\.\d{4} - '
+                    r'valid loss \d\.\d{4} err \d\.\d{4} acc \d\.\d{4}( \*)?$', lines[1]), lines
+    assert lines[0].startswith('SGD 0 - valid loss') and lines[0].endswith(' *')
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_in_a_terminal_keeps_log_lines_whole(monkeypatch):
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, 'stderr', terminal)
+    logger = logging.getLogger('theanets')
+    handler = logging.StreamHandler(terminal)
+    handler.setFormatter(logging.Formatter('LOG %(message)s'))
+    monkeypatch.setattr(logger, 'handlers', [handler])
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        net = theanets.Regressor([6, 2])
+        net.train([X, Y], progress=True, **dict(QUICK, max_updates=3))
+    finally:
+        logger.setLevel(level)
+    text = terminal.getvalue()
+    # the bar redraws itself with carriage returns; log records are whole lines
+    # written above it, never inside it
+    logs = [l for l in text.replace('\r', '\n').split('\n') if 'LOG ' in l]
+    assert all(l.startswith('LOG ') for l in logs), logs
+    assert sum(1 for l in logs if re.match(r'LOG SGD \d loss=', l)) == 3
+    final = text.split('\r')[-1]
+    assert final.startswith('SGD 3: 100%') and 'loss=' in final and 'val_loss=' in final
+    assert logger.handlers == [handler]   # the routing ends with the run
 
 
 def test_history_holds_one_pair_per_epoch():

@@ -348,7 +348,7 @@ def score_targets(net, n_examples, y, w=None):
     -------
     y, w : ndarray (w may be None)
     """
-    net._ensure_ready()
+    net.ensure_ready()
     var = net.losses[0].variables[0]
     y = _check_target(var, _as_array(y, 'target array {!r}'.format(var.name)), net, False)
     if y.shape[0] != n_examples:

@@ -104,7 +104,7 @@ class Autoencoder(graph.Network):
         ndarray (batch, outputs)
         """
         from . import backend
-        self._ensure_ready()
+        self.ensure_ready()
         name = self._find_output(layer)
         allow = kwargs.pop('allow_nonfinite', False)
         regs = self._regularizers(kwargs, 'decode')
@@ -114,12 +114,10 @@ class Autoencoder(graph.Network):
                 name, sorted(outputs)))
         z = checks.array(self._shape_of(name), z, 'decode() input for {!r}'.format(name),
                          allow)
-        key = ('decode', self._graph_key(regs), name)
-        if key not in self._functions:
-            self._functions[key] = backend.function(
-                [outputs[name]], outputs[self.layers[-1].output_name], updates=updates,
-                name='decode')
-        return self._functions[key](z)
+        function = self.compiled(('decode', name), lambda: backend.function(
+            [outputs[name]], outputs[self.layers[-1].output_name], updates=updates,
+            name='decode', staged=True), regs)
+        return function(z)
 
     def _shape_of(self, name):
         """Return the shape of the graph output ``name`` (None for unknown sizes)."""

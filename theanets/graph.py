@@ -7,6 +7,7 @@ cached on the network and reused until its layers or losses change.
 """
 
 import collections
+import copy
 import fnmatch
 import logging
 import warnings
@@ -20,6 +21,7 @@ from . import layers as layers_module
 from . import losses as losses_module
 from . import persistence
 from . import regularizers
+from . import trainer
 from . import util
 
 __all__ = ['Network', 'FORMAT_VERSION']
@@ -200,7 +202,6 @@ class Network(object):
     def _reset_caches(self):
         self._graphs = {}
         self._functions = {}
-        self._optimizers = {}
 
     # ----- building -------------------------------------------------------------------
 
@@ -340,7 +341,16 @@ class Network(object):
         self.losses = []
         return self.add_loss(*args, **kwargs)
 
-    def _ensure_ready(self):
+    def ensure_ready(self):
+        """Check that the network can be trained or run, and give it its default loss.
+
+        Called by every method that needs the graph; trainers call it too.
+
+        Raises
+        ------
+        ConfigurationError
+            If the network has fewer than two layers.
+        """
         if len(self.layers) < 2:
             raise util.ConfigurationError(
                 '{} has {} layer(s); add an input and an output layer, e.g. '
@@ -349,7 +359,77 @@ class Network(object):
         if not self.losses and self._loss_spec[0]:
             self.set_loss(self._loss_spec[0], weighted=self._loss_spec[1])
 
+    def subnetwork(self, layers, loss=None):
+        """Return a network of ``layers`` that shares their parameters with this one.
+
+        The layerwise and pretrain trainers train such networks: a part of
+        this network's layers followed by temporary ones. This network is not
+        changed.
+
+        Parameters
+        ----------
+        layers : list of Layer
+            Some of this network's layers, in order, each reading only outputs
+            of layers before it in the list (they are used as they are),
+            followed by new Layer instances, bound to the new network in order
+            (a layer holding parameters already keeps them).
+        loss : str, dict or Loss, optional
+            The new network's loss, as for :meth:`add_loss`. By default, copies
+            of this network's losses; those reading this network's output read
+            the new network's last layer instead.
+
+        Returns
+        -------
+        Network
+            Of the same class, sharing this network's random state.
+
+        Raises
+        ------
+        ConfigurationError
+            If one of this network's layers reads an output the list does
+            not provide before it.
+        """
+        sub = copy.copy(self)
+        sub.layers, sub.losses, sub.history = [], [], []
+        sub._reset_caches()
+        available = set()
+        for layer in layers:
+            if any(layer is own for own in self.layers):
+                missing = [name for name in layer._input_shapes if name not in available]
+                if missing:
+                    raise util.ConfigurationError(
+                        'subnetwork: layer {!r} reads {}, which no earlier layer in {} '
+                        'provides'.format(layer.name, missing, [l.name for l in layers]))
+                sub.layers.append(layer)
+            else:
+                sub.add_layer(layer)
+            available.update(layer.output_shapes())
+        if loss is not None:
+            sub.add_loss(loss)
+            return sub
+        output = self.layers[-1].output_name
+        for own in self.losses:
+            twin = copy.copy(own)
+            if twin.output_name == output:
+                twin.output_name = sub.layers[-1].output_name
+            sub.losses.append(twin)
+        return sub
+
     # ----- properties --------------------------------------------------------------
+
+    @property
+    def rng(self):
+        """The network's ``numpy.random.RandomState``.
+
+        Seeds the layers added later and shuffles training batches when
+        ``train`` gets no ``rng``.
+        """
+        return self._rng
+
+    @property
+    def noise_seed(self):
+        """The int seed of noise and dropout when ``train`` or ``predict`` get no ``rng``."""
+        return self._noise_seed
 
     @property
     def inputs(self):
@@ -359,7 +439,7 @@ class Network(object):
     @property
     def variables(self):
         """Symbolic variables of the training data: inputs, then targets, then weights."""
-        self._ensure_ready()
+        self.ensure_ready()
         result = list(self.inputs)
         for loss in self.losses:
             for var in loss.variables:
@@ -376,6 +456,58 @@ class Network(object):
     def num_params(self):
         """Total number of learnable scalar values."""
         return int(sum(p.get_value().size for p in self.params))
+
+    # ----- description -----------------------------------------------------------------
+
+    def summary(self, file=None):
+        """Print a table of the layers: name, form, activation, output shape, inputs, parameters.
+
+        Shapes leave out the batch axis, as the original reported them:
+        ``(6,)`` for a feedforward layer of 6 units, ``(None, 6)`` for a
+        recurrent one. The last row is the total number of learnable values.
+
+        Parameters
+        ----------
+        file : writable text file, optional
+            Where to print (default: ``sys.stdout``).
+
+        Examples
+        --------
+        >>> import theanets
+        >>> theanets.Regressor([4, (8, 'tanh'), 2]).summary()
+        Regressor: 3 layers, 58 learnable parameters
+        name   form         activation  output shape  inputs         parameters
+        -----  -----------  ----------  ------------  -------------  ----------
+        in     Input        linear      (4,)                                  0
+        hid1   Feedforward  tanh        (8,)          in:out (4,)            40
+        out    Feedforward  linear      (2,)          hid1:out (8,)          18
+        total                                                                58
+        """
+        head = ('name', 'form', 'activation', 'output shape', 'inputs', 'parameters')
+        rows = [(l.name, type(l).__name__, _activation_name(l), str(l.output_shape),
+                 ', '.join('{} {}'.format(n, s) for n, s in l._input_shapes.items()),
+                 str(sum(p.get_value(borrow=True).size for p in l.params)))
+                for l in self.layers]
+        total = ('total', '', '', '', '', str(self.num_params))
+        widths = [max(len(r[i]) for r in [head, total] + rows) for i in range(len(head))]
+
+        def line(row):
+            cells = [c.ljust(w) for c, w in zip(row[:-1], widths)] + [row[-1].rjust(widths[-1])]
+            return '  '.join(cells).rstrip()
+
+        text = ['{}: {} layers, {} learnable parameters'.format(
+            type(self).__name__, len(self.layers), self.num_params), line(head),
+            line(['-' * w for w in widths])] + [line(r) for r in rows] + [line(total)]
+        print('\n'.join(text), file=file)
+
+    def __repr__(self):
+        layers = ', '.join('{} {}{}'.format(
+            l.name, l.output_shape,
+            '' if isinstance(l, layers_module.Input) else ' ' + _activation_name(l))
+            for l in self.layers) or 'no layers'
+        losses = ', '.join(type(l).__name__ for l in self.losses) or self._loss_spec[0]
+        return '{}({}; loss {}; {} parameters)'.format(
+            type(self).__name__, layers, losses, self.num_params)
 
     def find(self, which, param):
         """Return a parameter of a layer.
@@ -406,8 +538,31 @@ class Network(object):
     # ----- symbolic graph -------------------------------------------------------------
 
     def _graph_key(self, regs):
+        # the mode decides which Ops layers use (fused C ops or portable ones)
         return (tuple((type(l).__name__, l.name, l.output_shape, id(l)) for l in self.layers),
-                tuple(r.key for r in regs))
+                tuple(r.key for r in regs), backend.mode_key())
+
+    def compiled(self, key, build, regularizers=()):
+        """Return what ``build()`` makes, compiled once and cached on this network.
+
+        Model methods and trainers keep their compiled functions (and
+        optimizers) here. The cache key is ``key`` plus the layers, the
+        ``regularizers`` that change the graph (noise, dropout) and the
+        backend mode (:func:`theanets.backend.mode_key`), so a new mode or
+        new layers compile anew. Adding layers or losses empties the cache.
+
+        Parameters
+        ----------
+        key : hashable
+            What is compiled, e.g. ``('predict', output names)``.
+        build : callable
+            Called without arguments on a cache miss.
+        regularizers : sequence of Regularizer, optional
+        """
+        full = (key, self._graph_key(regularizers))
+        if full not in self._functions:
+            self._functions[full] = build()
+        return self._functions[full]
 
     def build_graph(self, regularizers=()):
         """Connect the layers into a graph of symbolic outputs (cached).
@@ -452,7 +607,7 @@ class Network(object):
             (and checked) so that one set of keywords serves ``loss``,
             :meth:`monitors` and :meth:`updates`. Other names raise TypeError.
         """
-        self._ensure_ready()
+        self.ensure_ready()
         regs = self._regularizers(kwargs, 'loss', accept=('monitors', ))
         outputs, _ = self.build_graph(regs)
         total = sum(l.weight * l(outputs) for l in self.losses)
@@ -468,7 +623,7 @@ class Network(object):
         ``monitors=`` is a dict ``{pattern: levels}`` or a list of pairs; see
         the training guide for the format. Other keywords are those of :meth:`loss`.
         """
-        self._ensure_ready()
+        self.ensure_ready()
         regs = self._regularizers(kwargs, 'monitors', accept=('monitors', ))
         outputs, _ = self.build_graph(regs)
         result = [('err', self.losses[0](outputs))]
@@ -494,7 +649,7 @@ class Network(object):
 
     def _input_arrays(self, x, more, kwargs):
         """Check the input arrays of predict-like calls; pops ``allow_nonfinite`` from kwargs."""
-        self._ensure_ready()
+        self.ensure_ready()
         arrays = list(x) if isinstance(x, (list, tuple)) and len(self.inputs) > 1 and \
             not more else [x] + list(more)
         return checks.inputs(self, arrays, kwargs.pop('allow_nonfinite', False))
@@ -504,12 +659,14 @@ class Network(object):
         regs = self._regularizers(kwargs, method)
         outputs, updates = self.build_graph(regs)
         names = list(outputs) if names is None else list(names)
-        key = ('compute', self._graph_key(regs), tuple(names))
-        if key not in self._functions:
+
+        def build():
             log.debug('compiling feed_forward function')
-            self._functions[key] = backend.function(
-                self.inputs, [outputs[n] for n in names], updates=updates, name='feed_forward')
-        return collections.OrderedDict(zip(names, self._functions[key](*arrays)))
+            return backend.function(self.inputs, [outputs[n] for n in names], updates=updates,
+                                    name='feed_forward', staged=True)
+
+        function = self.compiled(('compute', tuple(names)), build, regs)
+        return collections.OrderedDict(zip(names, function(*arrays)))
 
     def feed_forward(self, x, *more, **kwargs):
         """Compute every output of every layer.
@@ -573,13 +730,12 @@ class Network(object):
         train_monitors, valid_monitors : OrderedDict
             ``'loss'`` first, then ``'err'``, user monitors, and ``'acc'`` for classifiers.
         """
-        from . import trainer
         if 'algorithm' in kwargs:
             warnings.warn('algorithm= is deprecated; use algo=', DeprecationWarning, stacklevel=2)
             algo = kwargs.pop('algorithm')
             if isinstance(algo, (list, tuple)):
                 algo = algo[0]
-        self._ensure_ready()
+        self.ensure_ready()
         runner = trainer.build(algo, subalgo, self)
         trainer.check_train_kwargs(self, runner, kwargs)
         saver = trainer.ProgressSaver(self, save_every, save_progress)
@@ -609,7 +765,7 @@ class Network(object):
     def __getstate__(self):
         """Attributes without caches, pickled to checked bytes (:mod:`theanets.persistence`)."""
         state = dict(self.__dict__)
-        for key in ('_graphs', '_functions', '_optimizers'):
+        for key in ('_graphs', '_functions'):
             state.pop(key, None)
         state['_rng'] = layers_module.base.rng_to_state(self._rng)
         return persistence.pack_state(state)
@@ -699,6 +855,10 @@ class Network(object):
         """
         from . import weights
         weights.load(self, filename_or_handle)
+
+
+def _activation_name(layer):
+    return str(getattr(layer.activate, 'name', layer.activation))
 
 
 def _monitor_pairs(spec):

@@ -472,7 +472,7 @@ def _stochastic_specs(graph, kwargs):
 def _noise_seed(graph, rng):
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         return int(rng)
-    return int(getattr(graph, '_noise_seed', 13))
+    return int(getattr(graph, 'noise_seed', 13))
 
 
 def _explicit(regs):

@@ -2,16 +2,22 @@
 
 - :class:`DownhillTrainer` runs one optimizer (``'sgd'``, ``'rmsprop'``, ``'adam'``...).
 - :class:`SampleTrainer` (``'sample'``) sets weights to samples of the data.
-- :class:`SupervisedPretrainer` (``'layerwise'``, ``'sup*'``) trains a growing
-  stack of layers, then the whole network.
-- :class:`UnsupervisedPretrainer` (``'pretrain'``, ``'unsup*'``) trains the
-  hidden layers as a tied autoencoder of the inputs, then copies the weights
-  into the network.
+- :class:`SupervisedPretrainer` (``'layerwise'``, also ``'supervised'``,
+  ``'layer'``, ``'sup'``) trains a growing stack of layers, then the whole
+  network.
+- :class:`UnsupervisedPretrainer` (``'pretrain'``, also ``'unsupervised'``,
+  ``'pre'``, ``'unsup'``) trains the hidden layers as a tied autoencoder of the
+  inputs.
 
 Every trainer has ``itertrain(train, valid=None, **kwargs)``, a generator of
 ``(train_monitors, valid_monitors)`` pairs; any object with such a method can
 be passed as ``algo``. :class:`ProgressSaver` implements ``save_every`` and
 ``save_progress``.
+
+Trainers use only the network's public methods. The pretrainers train
+networks made with :meth:`Network.subnetwork <theanets.graph.Network.subnetwork>`
+from the network's own layers: the parameters are shared, and the network
+itself is never changed.
 """
 
 import collections
@@ -23,6 +29,7 @@ import time
 import numpy as np
 
 from . import checks
+from . import layers as layers_module
 from . import optimizers
 from . import regularizers
 from . import util
@@ -35,23 +42,25 @@ log = logging.getLogger(__name__)
 #: train() keywords the network itself reads (not the optimizer).
 NETWORK_KWARGS = {'monitors', 'monitor_gradients', 'rng', 'allow_nonfinite'}
 
-#: Names ``algo`` accepts besides the optimizers.
-TRAINER_NAMES = ('sample', 'layerwise', 'supervised', 'pretrain', 'unsupervised')
-
 
 def _optimizer_names():
     return sorted(k for k in optimizers.Optimizer._registry.classes if k != 'optimizer')
 
 
-def _check_algo(algo, what='algo'):
+def _unknown_name(kind, name, known):
+    near = util.closest(str(name).lower(), known)
+    return util.ConfigurationError('unknown {} {!r}{}; known: {}'.format(
+        kind, name, ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
+        ', '.join(known)))
+
+
+def _check_algo(algo, what='training algorithm'):
+    """Return the optimizer name ``algo`` (lower case), or raise naming the closest ones."""
     name = algo.lower() if isinstance(algo, str) else algo
-    if not isinstance(name, str) or name not in _optimizer_names():
-        known = _optimizer_names() + (list(TRAINER_NAMES) if what == 'algo' else [])
-        near = util.closest(str(name), known)
-        raise util.ConfigurationError('unknown training {} {!r}{}; known: {}'.format(
-            'algorithm' if what == 'algo' else 'sub-algorithm (subalgo)', algo,
-            ' (did you mean {}?)'.format(', '.join(map(repr, near))) if near else '',
-            ', '.join(known)))
+    if name not in _optimizer_names():
+        known = _optimizer_names() + (sorted(set(TRAINERS) | {'sample'})
+                                      if what == 'training algorithm' else [])
+        raise _unknown_name(what, algo, known)
     return name
 
 
@@ -61,9 +70,8 @@ def build(algo, subalgo, network):
     Parameters
     ----------
     algo : str or object with an ``itertrain`` method
-        ``'sample'``; ``'layerwise'`` or any name starting with ``'sup'``;
-        ``'pretrain'`` or any name starting with ``'unsup'``; or an optimizer
-        name (case-insensitive). An object is used as the trainer itself.
+        A name of :data:`TRAINERS` or of an optimizer (case-insensitive),
+        matched exactly. An object is used as the trainer itself.
     subalgo : str
         The optimizer the layerwise and pretrain trainers run in each stage.
     network : :class:`theanets.Network`
@@ -71,7 +79,7 @@ def build(algo, subalgo, network):
     Raises
     ------
     ConfigurationError
-        For an unknown name (the message lists the known ones).
+        For an unknown name (the message gives the closest and the known ones).
     """
     if not isinstance(algo, str):
         if hasattr(algo, 'itertrain'):
@@ -82,10 +90,8 @@ def build(algo, subalgo, network):
     name = algo.lower()
     if name == 'sample':
         return SampleTrainer(network)
-    if name.startswith('layer') or name.startswith('sup'):
-        return SupervisedPretrainer(_check_algo(subalgo, 'subalgo'), network)
-    if name.startswith('pre') or name.startswith('unsup'):
-        return UnsupervisedPretrainer(_check_algo(subalgo, 'subalgo'), network)
+    if name in TRAINERS:
+        return TRAINERS[name](_check_algo(subalgo, 'training sub-algorithm (subalgo)'), network)
     return DownhillTrainer(_check_algo(algo), network)
 
 
@@ -195,28 +201,25 @@ class DownhillTrainer(object):
         self.network = network
         self.optimizer = None
 
-    def _key(self, graph_kwargs, regs):
-        net = self.network
-        losses = tuple((type(l).__name__, l.weight, l.output_name, id(l)) for l in net.losses)
-        return (self.algo, net._graph_key(regs), losses, _freeze(graph_kwargs.get('monitors')),
-                bool(graph_kwargs.get('monitor_gradients')))
-
     def _optimizer(self, kwargs):
         net = self.network
         graph_kwargs = _graph_kwargs(kwargs)
         regs = regularizers.from_kwargs(net, **graph_kwargs)
         gradients = bool(kwargs.get('monitor_gradients'))
-        key = self._key(dict(graph_kwargs, monitor_gradients=gradients), regs)
-        if key not in net._optimizers:
+        losses = tuple((type(l).__name__, l.weight, l.output_name, id(l)) for l in net.losses)
+        key = ('optimizer', self.algo, losses, _freeze(graph_kwargs.get('monitors')), gradients)
+
+        def build():
             for loss in net.losses:
                 loss.log()
             for reg in regs:
                 reg.log()
-            net._optimizers[key] = optimizers.build(
+            return optimizers.build(
                 self.algo, loss=net.loss(**graph_kwargs), params=net.params,
                 inputs=net.variables, updates=net.updates(**graph_kwargs),
                 monitors=net.monitors(**graph_kwargs), monitor_gradients=gradients)
-        return net._optimizers[key]
+
+        return net.compiled(key, build, regs)
 
     def itertrain(self, train, valid=None, **kwargs):
         """Return a generator of ``(train_monitors, valid_monitors)``, one pair per epoch.
@@ -230,7 +233,7 @@ class DownhillTrainer(object):
         self.optimizer = self._optimizer(kwargs)
         hyper = {k: v for k, v in kwargs.items() if k not in _graph_kwargs(kwargs)
                  and k not in NETWORK_KWARGS}
-        hyper['rng'] = kwargs.get('rng', net._rng)
+        hyper['rng'] = kwargs.get('rng', net.rng)
         return self.optimizer.iterate(train, valid, **hyper)
 
     @property
@@ -289,7 +292,7 @@ class SampleTrainer(object):
         net = self.network
         arrays = _arrays(_prepare(net, train, kwargs))
         rng = util.as_rng(kwargs['rng']) if isinstance(
-            kwargs.get('rng'), (int, np.integer, np.random.RandomState)) else net._rng
+            kwargs.get('rng'), (int, np.integer, np.random.RandomState)) else net.rng
         n_in = len(net.inputs)
         x = arrays[0].reshape(len(arrays[0]), -1)
         targets = arrays[n_in] if len(arrays) > n_in else arrays[0]
@@ -313,12 +316,19 @@ class SampleTrainer(object):
 
 # ----- layerwise -------------------------------------------------------------------
 
-def _rewired(layer, source, stage):
-    """Return a copy of ``layer`` reading ``source``'s output, sharing its parameters."""
+def _seed(network):
+    """Draw a seed for a temporary layer from the network's random state."""
+    return int(network.rng.randint(2 ** 31 - 1))
+
+
+def _rewired(layer, source):
+    """Return a copy of ``layer`` reading ``source``'s output, sharing its parameters.
+
+    The copy keeps the layer's activation object (and so its parameters).
+    """
     twin = copy.copy(layer)
     twin.inputs = source.output_name
-    twin.resolve_inputs(stage + [twin])
-    twin.resolve_outputs()
+    twin.activation = layer.activate
     return twin
 
 
@@ -336,8 +346,10 @@ class SupervisedPretrainer(object):
     decoders of those layers, for L // 2 stages in all.
 
     Each stage runs ``algo`` (the ``subalgo`` of ``train``) to completion and
-    yields its monitors. The network's layers and loss outputs are restored
-    afterwards, however training ends.
+    yields its monitors. Stages before the last train a network made by
+    :meth:`~theanets.graph.Network.subnetwork`: the network's own layers
+    (sharing their parameters) plus the temporary ones; the network itself
+    is not changed.
     """
 
     def __init__(self, algo, network):
@@ -345,74 +357,42 @@ class SupervisedPretrainer(object):
         self.network = network
 
     def _stages(self):
-        from .layers import Tied
         layers = list(self.network.layers)
-        if any(isinstance(l, Tied) for l in layers):
+        if any(isinstance(l, layers_module.Tied) for l in layers):
             for i in range(1, len(layers) // 2):
                 yield self._tied_stage(layers, i)
         else:
             for i in range(1, len(layers) - 2):
                 yield self._tap_stage(layers, i)
-        yield layers
+        yield self.network
 
     def _tap_stage(self, layers, i):
-        from .layers import Feedforward
         out = layers[-1]
-        stage = layers[:i + 1]
-        tap = Feedforward(size=out.output_size, inputs=layers[i].output_name, name='lwout',
-                          activation=out.activation,
-                          rng=int(self.network._rng.randint(2 ** 31 - 1)))
-        tap.bind(_StageView(stage + [tap]))
-        return stage + [tap]
+        tap = layers_module.Feedforward(
+            size=out.output_size, inputs=layers[i].output_name, name='lwout',
+            activation=out.activation, rng=_seed(self.network))
+        return self.network.subnetwork(layers[:i + 1] + [tap])
 
     def _tied_stage(self, layers, i):
-        from .layers import Tied
         stage = layers[:i + 1]
         for partner in reversed(layers[1:i + 1]):
-            decoders = [l for l in layers if isinstance(l, Tied) and l.partner is partner]
+            decoders = [l for l in layers
+                        if isinstance(l, layers_module.Tied) and l.partner is partner]
             if decoders:
-                stage.append(_rewired(decoders[-1], stage[-1], stage))
+                stage.append(_rewired(decoders[-1], stage[-1]))
             else:
-                fresh = Tied(partner=partner, inputs=stage[-1].output_name,
-                             name='lw-' + partner.name, activation=partner.activation,
-                             rng=int(self.network._rng.randint(2 ** 31 - 1)))
-                fresh.bind(_StageView(stage + [fresh]))
-                stage.append(fresh)
-        return stage
+                stage.append(layers_module.Tied(
+                    partner=partner, inputs=stage[-1].output_name, name='lw-' + partner.name,
+                    activation=partner.activation, rng=_seed(self.network)))
+        return self.network.subnetwork(stage)
 
     def itertrain(self, train, valid=None, **kwargs):
-        net = self.network
-        original = list(net.layers)
-        output = original[-1].output_name
-        redirected = [l for l in net.losses if l.output_name == output]
-        caches = net._graphs, net._functions, net._optimizers
-        try:
-            for stage in self._stages():
-                # stages other than the full network compile into throwaway caches
-                if stage == original:
-                    net._graphs, net._functions, net._optimizers = caches
-                else:
-                    net._graphs, net._functions, net._optimizers = {}, {}, {}
-                net.layers = stage
-                for loss in redirected:
-                    loss.output_name = stage[-1].output_name
-                log.info('layerwise: training %s', ' -> '.join(l.name for l in stage))
-                runner = DownhillTrainer(self.algo, net)
-                yield from runner.itertrain(train, valid, **kwargs)
-                if runner.interrupted:
-                    break
-        finally:
-            net.layers = original
-            for loss in redirected:
-                loss.output_name = output
-            net._graphs, net._functions, net._optimizers = caches
-
-
-class _StageView(object):
-    """The little of a network that ``Layer.bind`` needs: a list of layers."""
-
-    def __init__(self, layers):
-        self.layers = layers
+        for stage in self._stages():
+            log.info('layerwise: training %s', ' -> '.join(l.name for l in stage.layers))
+            runner = DownhillTrainer(self.algo, stage)
+            yield from runner.itertrain(train, valid, **kwargs)
+            if runner.interrupted:
+                break
 
 
 # ----- unsupervised pretraining ---------------------------------------------------------
@@ -420,12 +400,12 @@ class _StageView(object):
 class UnsupervisedPretrainer(object):
     """Pretrain the hidden layers as a tied autoencoder of the inputs (``algo='pretrain'``).
 
-    A "shadow" :class:`~theanets.Autoencoder` is built from the network's
-    encoding layers (every layer before the output layer, up to the first
-    tied layer), followed by tied layers mirroring them (the last one
-    linear). It starts from the network's current parameter values, is
-    trained with the layerwise trainer on the input arrays only, and its
-    parameters are then copied back into the network by name.
+    A "shadow" autoencoder is made of the network's encoding layers (every
+    layer before the output layer, up to the first tied layer; their
+    parameters are shared), followed by new tied layers mirroring them (the
+    last one linear), with a squared-error loss against the input. It is
+    trained with the layerwise trainer on the input arrays only; the
+    network's encoding parameters are then the pretrained ones.
     """
 
     def __init__(self, algo, network):
@@ -433,15 +413,14 @@ class UnsupervisedPretrainer(object):
         self.network = network
 
     def _encoder(self):
-        from .layers import Input, Tied
         net = self.network
         if len(net.inputs) != 1:
             raise util.ConfigurationError(
                 'pretrain needs a network with exactly one input layer, got {}'.format(
-                    [l.name for l in net.layers if isinstance(l, Input)]))
+                    [l.name for l in net.layers if isinstance(l, layers_module.Input)]))
         encoder = []
         for layer in net.layers[:-1]:
-            if isinstance(layer, Tied):
+            if isinstance(layer, layers_module.Tied):
                 break
             encoder.append(layer)
         if len(encoder) < 2:
@@ -450,34 +429,31 @@ class UnsupervisedPretrainer(object):
                 '{} has layers {}'.format(type(net).__name__, [l.name for l in net.layers]))
         for layer in encoder[1:]:
             names = [p.name for p in layer.params]
-            if '{}.w'.format(layer.name) not in names or len(layer._input_shapes) != 1:
+            try:
+                layer.input_name
+            except util.ConfigurationError:
+                names = None
+            if names is None or '{}.w'.format(layer.name) not in names:
                 raise util.ConfigurationError(
                     'pretrain mirrors each hidden layer with a tied layer, which needs one '
-                    'input and a weight matrix "w"; layer {!r} ({}) has inputs {} and '
-                    'parameters {}; use algo="layerwise" instead'.format(
-                        layer.name, type(layer).__name__, list(layer._input_shapes), names))
+                    'input and a weight matrix "w"; layer {!r} ({}) has parameters {}; use '
+                    'algo="layerwise" instead'.format(
+                        layer.name, type(layer).__name__, [p.name for p in layer.params]))
         return encoder
 
     def _shadow(self):
-        from .feedforward import Autoencoder
         net = self.network
         encoder = self._encoder()
-        specs = []
-        for layer in encoder:
-            spec = layer.to_spec()
-            spec.pop('inputs', None)
-            if spec['form'] == 'input':
-                spec.pop('activation', None)
-            specs.append(spec)
+        layers = list(encoder)
         hidden = encoder[1:]
-        for i, layer in enumerate(reversed(hidden)):
+        for i, partner in enumerate(reversed(hidden)):
             last = i == len(hidden) - 1
-            specs.append(dict(form='tied', partner=layer.name, name='tied-' + layer.name,
-                              activation='linear' if last else layer.activation))
+            layers.append(layers_module.Tied(
+                partner=partner, inputs=layers[-1].output_name, name='tied-' + partner.name,
+                activation='linear' if last else partner.activation, rng=_seed(net)))
         log.info('creating shadow network')
-        shadow = Autoencoder(specs, rng=int(net._rng.randint(2 ** 31 - 1)))
-        _copy_params(net.params, shadow.params)
-        return shadow
+        return net.subnetwork(layers, loss=dict(form='mse', target=net.inputs[0],
+                                                weighted=False))
 
     def itertrain(self, train, valid=None, **kwargs):
         net = self.network
@@ -488,19 +464,19 @@ class UnsupervisedPretrainer(object):
         try:
             yield from SupervisedPretrainer(self.algo, shadow).itertrain(inputs, valid, **kwargs)
         finally:
-            _copy_params(shadow.params, net.params, verbose=True)
+            for layer in shadow.layers:
+                if any(layer is mine for mine in net.layers):
+                    for param in layer.params:
+                        log.info('pretrained parameter %s', param.name)
 
 
-def _copy_params(source, target, verbose=False):
-    """Set each parameter of ``target`` to the value of the same-named one in ``source``."""
-    values = {p.name: p for p in source}
-    for param in target:
-        other = values.get(param.name)
-        if other is not None and other.get_value(borrow=True).shape == \
-                param.get_value(borrow=True).shape:
-            if verbose:
-                log.info('copying pretrained parameter %s', param.name)
-            param.set_value(other.get_value())
+#: Trainer classes by the names ``algo`` accepts (besides 'sample' and the optimizers).
+TRAINERS = {
+    'layerwise': SupervisedPretrainer, 'supervised': SupervisedPretrainer,
+    'layer': SupervisedPretrainer, 'sup': SupervisedPretrainer,
+    'pretrain': UnsupervisedPretrainer, 'unsupervised': UnsupervisedPretrainer,
+    'pre': UnsupervisedPretrainer, 'unsup': UnsupervisedPretrainer,
+}
 
 
 def _inputs_only(data, n_inputs):

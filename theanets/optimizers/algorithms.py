@@ -22,7 +22,7 @@ __all__ = ['SGD', 'NAG', 'RProp', 'ADAGRAD', 'RMSProp', 'ADADELTA', 'ESGD', 'Ada
 
 RMS = (
     H('rms_halflife', 14.0, positive, True),
-    H('rms_regularizer', 1e-8, positive, True),
+    H('rms_regularizer', 1e-8, nonnegative, True),
 )
 
 
@@ -70,7 +70,7 @@ class RProp(Optimizer):
         H('rprop_increase', 1.01, positive, True),
         H('rprop_decrease', 0.99, positive, True),
         H('rprop_min_step', 0.0, nonnegative, True),
-        H('rprop_max_step', 100.0, positive, True),
+        H('rprop_max_step', 100.0, nonnegative, True),
     )
 
     def _updates_for(self, param, grad):
@@ -101,7 +101,7 @@ class ADAGRAD(Optimizer):
     ``rms_regularizer``.
     """
 
-    HYPERPARAMETERS = (H('rms_regularizer', 1e-8, positive, True), )
+    HYPERPARAMETERS = (H('rms_regularizer', 1e-8, nonnegative, True), )
 
     def _updates_for(self, param, grad):
         g2_tm1 = self._shared_like(param, 'g2_sum')
@@ -223,7 +223,7 @@ class Adam(Optimizer):
     HYPERPARAMETERS = (
         H('beta1_halflife', 7.0, positive, True),
         H('beta2_halflife', 69.0, positive, True),
-        H('rms_regularizer', 1e-8, positive, True),
+        H('rms_regularizer', 1e-8, nonnegative, True),
     )
 
     def _build_updates(self, key):

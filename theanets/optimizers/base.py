@@ -25,6 +25,7 @@ from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.traversal import ancestors
 
 from .. import backend, util
+from . import progress
 from .dataset import Dataset
 
 __all__ = ['Optimizer', 'NonFiniteLossError', 'Hyperparameter', 'build',
@@ -67,7 +68,7 @@ def positive(name, value):
 
 def nonnegative(name, value):
     if not (_is_real(value) and value >= 0 and np.isfinite(value)):
-        _fail(name, value, 'a number >= 0 (0 turns it off)')
+        _fail(name, value, 'a number >= 0')
     return float(value)
 
 
@@ -111,7 +112,7 @@ def anything(name, value):
 H = Hyperparameter
 
 COMMON = (
-    H('learning_rate', 1e-4, positive, True),
+    H('learning_rate', 1e-4, nonnegative, True),
     H('momentum', 0.0, fraction, True),
     H('nesterov', False, flag, False),
     H('patience', 5, at_least(0), False),
@@ -198,9 +199,13 @@ class Optimizer(util.Registrar):
         self._gradients = None
         self._eval_fn = None
         self._compiled = {}   # structure key -> (function, [(state, initializer)])
+        self._staged = []     # this optimizer's functions switch to C code together
         self._new_state = None
         self._building = None   # structure dict while a step graph is being built
-        self._function = None   # the compiled step used by the running iterate()
+        #: The compiled training step of the latest :meth:`iterate` call: called
+        #: with one mini-batch (arrays in ``inputs`` order), it updates the
+        #: parameters and returns ``[loss, monitors...]``. None before.
+        self.function = None
         self._best = None
         self._best_loss = None
         self._failures = 0
@@ -452,7 +457,7 @@ class Optimizer(util.Registrar):
             updates = self._build_updates(key)
             function = backend.function(
                 self.inputs, self._monitor_exprs(), updates=updates,
-                name=type(self).__name__, allow_input_downcast=True)
+                name=type(self).__name__, allow_input_downcast=True, staged=self._staged)
             self._compiled[key] = (function, self._new_state)
             self._new_state = None
         return self._compiled[key][0]
@@ -462,7 +467,7 @@ class Optimizer(util.Registrar):
             log.info('compiling evaluation function')
             self._eval_fn = backend.function(
                 self.inputs, self._monitor_exprs(), updates=self.updates,
-                name='evaluation', allow_input_downcast=True)
+                name='evaluation', allow_input_downcast=True, staged=self._staged)
         return self._eval_fn
 
     # -- data --------------------------------------------------------------------
@@ -555,7 +560,8 @@ class Optimizer(util.Registrar):
         Notes
         -----
         Validation runs before epoch ``k`` whenever ``k % validate_every == 0``
-        (so before the first epoch). A validation loss improves on the best one
+        (so before the first epoch), and once more after the last epoch when
+        ``max_updates`` ends training. A validation loss improves on the best one
         when ``best - loss > |best| * min_improvement``; NaN never improves.
         Iteration stops, without yielding, once more than ``patience``
         validations in a row failed to improve, after ``max_updates`` epochs,
@@ -572,7 +578,7 @@ class Optimizer(util.Registrar):
         valid = self._dataset(train if valid is None else valid, 'valid', config)
         train = self._dataset(train, 'train', config)
         key = self._structure(config)
-        self._compile(key)
+        self.function = self._compile(key)
         self._evaluation_function()
         return self._run(train, valid, config, key)
 
@@ -594,28 +600,31 @@ class Optimizer(util.Registrar):
         self.interrupted = False
         epoch = 0
         validation = None
+        display = progress.create(config['progress'], type(self).__name__, train.iteration_size)
         try:
-            while config['max_updates'] is None or epoch < config['max_updates']:
-                if epoch % config['validate_every'] == 0:
-                    validation = self.evaluate(valid)
-                    if self._patience_elapsed(validation, epoch, config):
-                        log.info('patience elapsed!')
-                        return
-                training = self._train_epoch(train, epoch + 1, config)
-                epoch += 1
-                log.info('%s %d %s', type(self).__name__, epoch, self._format(training))
-                yield training, validation
-            if epoch % config['validate_every'] != 0:
-                # max_updates ended training between validations: judge the final
-                # parameters too, so they are kept when they are the best.
-                self._patience_elapsed(self.evaluate(valid), epoch, config)
+            with display:
+                while config['max_updates'] is None or epoch < config['max_updates']:
+                    if epoch % config['validate_every'] == 0:
+                        validation = self.evaluate(valid)
+                        if self._patience_elapsed(validation, epoch, config, display):
+                            log.info('patience elapsed!')
+                            return
+                    training = self._train_epoch(train, epoch + 1, config, display)
+                    epoch += 1
+                    log.info('%s %d %s', type(self).__name__, epoch, self._format(training))
+                    display.epoch(epoch, training)
+                    yield training, validation
+                if epoch:
+                    # max_updates ended training: validation runs before an epoch, so
+                    # the final parameters are judged here (and kept when the best)
+                    self._patience_elapsed(self.evaluate(valid), epoch, config, display)
         except KeyboardInterrupt:
             self.interrupted = True
             log.info('interrupted!')
         finally:
             self.set_params('best')
 
-    def _patience_elapsed(self, validation, epoch, config):
+    def _patience_elapsed(self, validation, epoch, config, display):
         """Record a validation result; return True once patience has run out."""
         loss = validation['loss']
         best = self._best_loss
@@ -630,20 +639,17 @@ class Optimizer(util.Registrar):
         else:
             self._failures += 1
         log.info('validation %d %s%s', epoch, self._format(validation), ' *' if improved else '')
+        display.validation(epoch, validation, improved)
         return self._failures > config['patience']
 
-    def _train_epoch(self, train, epoch, config):
-        batches = train.iterate(True)
-        if config['progress']:
-            import tqdm.auto
-            batches = tqdm.auto.tqdm(batches, total=train.iteration_size, leave=False,
-                                     desc='{} {}'.format(type(self).__name__, epoch))
+    def _train_epoch(self, train, epoch, config, display):
         values = []
-        for number, batch in enumerate(batches):
+        for number, batch in enumerate(train.iterate(True)):
             outputs = self._step(batch)
             if not np.isfinite(outputs[0]):
                 self._diverged(outputs[0], epoch, number, config)
             values.append(outputs)
+            display.batch()
         return self._averages(values)
 
     def _step(self, batch):
