@@ -11,7 +11,7 @@ def test_summary_table(capsys):
     assert lines[1].split() == ['name', 'form', 'activation', 'output', 'shape', 'inputs',
                                 'parameters']
     # shapes without the batch axis: (None, 6) for 6 recurrent units
-    assert lines[4].split() == ['hid1', 'LSTM', 'relu', '(None,', '6)', 'in:out', '(None,',
+    assert lines[4].split() == ['hid1', 'LSTM', 'tanh', '(None,', '6)', 'in:out', '(None,',
                                 '3)', str(sum(p.get_value().size for p in net.layers[1].params))]
     assert lines[5].split()[:4] == ['out', 'Feedforward', 'linear', '(None,']
     assert 'hid1:out (None, 6), in:out (None, 3)' in lines[5]

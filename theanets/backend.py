@@ -239,12 +239,14 @@ def function(inputs, outputs, updates=None, name=None, staged=False, **kwargs):
         :class:`StagedFunction` that runs a Python version at once and
         switches to the C version when it is compiled. A list groups staged
         functions (pass the same list): one helper process compiles the C
-        code of all of them. Ignored when quick start is off and in modes
-        that compile no C code.
+        code of all of them. When quick start is off, or in modes that
+        compile no C code, the function is returned as a
+        :class:`SerializedFunction`. Both are safe to call from several
+        threads.
 
     Returns
     -------
-    pytensor.compile.function.types.Function or StagedFunction
+    pytensor.compile.function.types.Function, StagedFunction or SerializedFunction
     """
     _COMPILES[0] += 1
     kwargs.setdefault('on_unused_input', 'ignore')
@@ -256,8 +258,27 @@ def function(inputs, outputs, updates=None, name=None, staged=False, **kwargs):
         group = staged if isinstance(staged, list) else []
         return StagedFunction(inputs, outputs, updates, name, kwargs, group)
     log.debug('compiling %s function', name or 'a')
-    return pytensor.function(inputs, outputs, updates=updates or [], mode=mode,
-                             name=name, **kwargs)
+    compiled = pytensor.function(inputs, outputs, updates=updates or [], mode=mode, name=name,
+                                 **kwargs)
+    return SerializedFunction(compiled) if staged is not False else compiled
+
+
+class SerializedFunction(object):
+    """A compiled function that several threads may call: one call runs at a time.
+
+    A PyTensor function keeps its inputs and outputs in storage of its own, so
+    two threads calling it at once could read each other's results (with
+    linkers that release the GIL between operations). Networks hand out their
+    prediction functions wrapped in this (or in :class:`StagedFunction`).
+    """
+
+    def __init__(self, function):
+        self.function = function
+        self._lock = threading.Lock()
+
+    def __call__(self, *args):
+        with self._lock:
+            return self.function(*args)
 
 
 # ----- quick start: a Python version first, C code compiled in another process --------------
@@ -386,11 +407,16 @@ class StagedFunction(object):
         self._final = None
         self._elapsed = 0.0
         self._polled = 0.0
+        self._call_lock = threading.Lock()  # one call at a time (see SerializedFunction)
         self._group = _Group.of(group)
         self._group.members.append(self)
         _STAGED.add(self)
 
     def __call__(self, *args):
+        with self._call_lock:
+            return self._call(args)
+
+    def _call(self, args):
         final = self._final
         if final is not None:
             return final(*args)
