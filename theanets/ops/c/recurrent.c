@@ -1,0 +1,784 @@
+/* recurrent.c: the time loops of the recurrent ops (RNN, GRU, MUT1, RRNN, LSTM, MRNN),
+ * forward and backward.
+ *
+ * theanets/ops/recurrent.py documents the equations and owns the array
+ * layouts: each op passes its arrays with a layout string such as
+ * "~xproj:T,B,4n hh:n,4n h0:b,n" (see "entry point" below). Every kernel takes
+ * one thn_rec_args struct and runs
+ *
+ *   forward:  per step one product h_{t-1} . W (thn_gemm, i.e. BLAS) and
+ *             vectorized passes over the batch for the gates;
+ *   backward: per step vectorized passes and one product d . W^T, and after
+ *             the loop the weight gradients as one product over all steps.
+ *
+ * The projection of the inputs (x . W + b for every step) is one product
+ * outside the ops; the kernels read it through strides. Backpropagation runs
+ * over the last `window` steps only (bptt_limit): the earlier steps get zero
+ * gradients, and so do the initial states unless the window covers every step.
+ */
+
+/* ---- recurrent ---------------------------------------------------------------- */
+
+enum thn_cell { THN_RNN = 0, THN_GRU = 1, THN_MUT1 = 2, THN_RRNN = 3, THN_LSTM = 4, THN_MRNN = 5 };
+enum thn_act { THN_LINEAR = 0, THN_RELU = 1, THN_TANH = 2, THN_LOGISTIC = 3 };
+
+/* positions of the arrays of each op, in the order recurrent.py passes them */
+enum { RNN_X, RNN_HH, RNN_H0 };
+enum { RNN_H, RNN_PRE };
+enum { RNNB_HH, RNNB_H0, RNNB_H, RNNB_PRE, RNNB_GH, RNNB_GPRE };
+enum { RNNB_DX, RNNB_DHH, RNNB_DH0 };
+enum { LSTM_X, LSTM_HH, LSTM_CI, LSTM_CF, LSTM_CO, LSTM_H0, LSTM_C0 };
+enum { LSTM_H, LSTM_C, LSTM_CACHE };
+enum { LSTMB_HH, LSTMB_CI, LSTMB_CF, LSTMB_CO, LSTMB_H0, LSTMB_C0, LSTMB_H, LSTMB_C, LSTMB_CACHE,
+       LSTMB_GH, LSTMB_GC };
+enum { LSTMB_DX, LSTMB_DHH, LSTMB_DCI, LSTMB_DCF, LSTMB_DCO, LSTMB_DH0, LSTMB_DC0 };
+
+#define THN_REC_MAX 16
+
+/* Everything a kernel reads and writes. Input k starts at in[k]; row b of
+ * step t of a sequence is at in[k] + t * ts[k] + b * bs[k] (elements), row b of
+ * a (batch, n) state at in[k] + b * bs[k], where bs[k] = 0 for one row shared
+ * by the whole batch. An absent output gradient reads as zeros (all strides 0).
+ * Outputs are C-contiguous. */
+struct thn_rec_args {
+    int steps, batch, n;  /* T, B, n */
+    int factors;          /* F (mrnn) */
+    int act;              /* activation of the candidate (not lstm), enum thn_act */
+    int window;           /* steps the backward loop covers, at most T */
+    int keep;             /* forward: the cache holds every step, else one step */
+    const void* in[THN_REC_MAX];
+    npy_intp ts[THN_REC_MAX], bs[THN_REC_MAX];
+    void* out[THN_REC_MAX];
+};
+
+template <typename T>
+struct thn_rows {  /* rows of a (T, B, k) or (B, k) input */
+    const T* p;
+    npy_intp ts, bs;
+    const T* operator()(npy_intp t, npy_intp b) const { return p + t * ts + b * bs; }
+};
+
+template <typename T>
+static thn_rows<T> thn_in(const thn_rec_args& a, int k) {
+    thn_rows<T> r = {(const T*)a.in[k], a.ts[k], a.bs[k]};
+    return r;
+}
+
+template <typename T>
+static T* thn_out(const thn_rec_args& a, int k) { return (T*)a.out[k]; }
+
+/* ---- activations -------------------------------------------------------------- */
+
+template <int ACT, typename T>
+THN_INLINE T thn_act(T x) {
+    if (ACT == THN_RELU) return x > 0 ? x : (T)0;
+    if (ACT == THN_TANH) return thn_tanh(x);
+    if (ACT == THN_LOGISTIC) return thn_sigmoid(x);
+    return x;
+}
+
+/* derivative, from the argument and the value */
+template <int ACT, typename T>
+THN_INLINE T thn_dact(T pre, T out) {
+    if (ACT == THN_RELU) return pre > 0 ? (T)1 : (T)0;
+    if (ACT == THN_TANH) return (T)1 - out * out;
+    if (ACT == THN_LOGISTIC) return out * ((T)1 - out);
+    return (T)1;
+}
+
+/* pre[b, j] += x[b, j]; out[b, j] = act(pre[b, j]) over B rows of n (ld n) */
+template <int ACT, typename T>
+static void thn_act_rows(int B, int n, thn_rows<T> x, npy_intp t, T* pre, T* out) {
+    for (int b = 0; b < B; ++b) {
+        const T* __restrict xr = x(t, b);
+        T* __restrict p = pre + (npy_intp)b * n;
+        T* __restrict o = out + (npy_intp)b * n;
+#pragma omp simd
+        for (int j = 0; j < n; ++j) {
+            const T v = p[j] + xr[j];
+            p[j] = v;
+            o[j] = thn_act<ACT>(v);
+        }
+    }
+}
+
+/* d[b, j] = d[b, j] * act'(pre, out) + g[b, j] over B rows of n (d: ld ldd) */
+template <int ACT, typename T>
+static void thn_dact_rows(int B, int n, const T* pre, const T* out, thn_rows<T> g, npy_intp t,
+                          T* d, int ldd) {
+    for (int b = 0; b < B; ++b) {
+        const T* __restrict p = pre + (npy_intp)b * n;
+        const T* __restrict o = out + (npy_intp)b * n;
+        const T* __restrict gr = g(t, b);
+        T* __restrict dr = d + (npy_intp)b * ldd;
+#pragma omp simd
+        for (int j = 0; j < n; ++j) dr[j] = dr[j] * thn_dact<ACT>(p[j], o[j]) + gr[j];
+    }
+}
+
+/* fn<ACT>(args...) for the run-time activation code `act` */
+#define THN_ACT_SWITCH(act, fn, args)                 \
+    switch (act) {                                    \
+        case THN_RELU: fn<THN_RELU> args; break;      \
+        case THN_TANH: fn<THN_TANH> args; break;      \
+        case THN_LOGISTIC: fn<THN_LOGISTIC> args; break; \
+        default: fn<THN_LINEAR> args; break;          \
+    }
+
+/* ---- shared pieces of the loops ------------------------------------------------ */
+
+/* A (B, n) state as a contiguous matrix: the input's rows, or a copy of its one
+ * row for every batch row. `scratch` has room for B * n values. */
+template <typename T>
+static const T* thn_state(const thn_rec_args& a, int k, T* scratch) {
+    if (a.bs[k] == a.n) return (const T*)a.in[k];
+    for (int b = 0; b < a.batch; ++b) memcpy(scratch + (npy_intp)b * a.n, a.in[k], a.n * sizeof(T));
+    return scratch;
+}
+
+/* The gradient of an initial state (B, n) or (1, n) from the running gradient
+ * `carry` (B, n): zero unless the backward loop covered every step. */
+template <typename T>
+static void thn_state_grad(const thn_rec_args& a, int k, const T* carry, T* out) {
+    const int n = a.n;
+    const bool full = a.window >= a.steps;
+    if (a.bs[k] == n) {
+        if (full) memcpy(out, carry, sizeof(T) * a.batch * n);
+        else memset(out, 0, sizeof(T) * a.batch * n);
+        return;
+    }
+    memset(out, 0, sizeof(T) * n);
+    for (int b = 0; full && b < a.batch; ++b)
+#pragma omp simd
+        for (int j = 0; j < n; ++j) out[j] += carry[(npy_intp)b * n + j];
+}
+
+/* dw (n, cols; ld ldw) = sum over the window of h_{t-1}^T g_t, where g_t holds
+ * B rows of cols values (ld ldg) at g + t * B * ldg, and h_{-1} = h0 (B, n). */
+template <typename T>
+static void thn_hprev_grad(const thn_rec_args& a, const T* h0, const T* h, const T* g, int ldg,
+                           int cols, T* dw, int ldw) {
+    const int B = a.batch, n = a.n;
+    int first = a.steps - a.window;
+    for (int i = 0; i < n; ++i) memset(dw + (npy_intp)i * ldw, 0, cols * sizeof(T));
+    if (a.window <= 0) return;
+    if (first == 0) {
+        thn_gemm(true, false, n, cols, B, (T)1, h0, n, g, ldg, (T)1, dw, ldw);
+        first = 1;
+    }
+    if (first < a.steps)
+        thn_gemm(true, false, n, cols, (a.steps - first) * B, (T)1, h + (npy_intp)(first - 1) * B * n,
+                 n, g + (npy_intp)first * B * ldg, ldg, (T)1, dw, ldw);
+}
+
+/* scratch memory of a kernel, freed on return */
+struct thn_scratch {
+    void* p;
+    explicit thn_scratch(size_t bytes) : p(calloc(bytes ? bytes : 1, 1)) {}
+    ~thn_scratch() { free(p); }
+};
+
+/* ---- RNN: pre_t = x_t + h_{t-1} . hh, h_t = act(pre_t) ------------------------------ */
+
+template <typename T>
+static int thn_rnn_forward(const thn_rec_args& a) {
+    const int B = a.batch, n = a.n;
+    const npy_intp Bn = (npy_intp)B * n;
+    thn_scratch s(sizeof(T) * Bn);
+    if (!s.p) return -1;
+    const T* hh = (const T*)a.in[RNN_HH];
+    const thn_rows<T> x = thn_in<T>(a, RNN_X);
+    T *h = thn_out<T>(a, RNN_H), *pre = thn_out<T>(a, RNN_PRE);
+    const T* hp = thn_state<T>(a, RNN_H0, (T*)s.p);
+    for (int t = 0; t < a.steps; ++t, hp = h, h += Bn, pre += Bn) {
+        thn_gemm(false, false, B, n, n, (T)1, hp, n, hh, n, (T)0, pre, n);
+        THN_ACT_SWITCH(a.act, thn_act_rows, (B, n, x, t, pre, h))
+    }
+    return 0;
+}
+
+template <typename T>
+static int thn_rnn_backward(const thn_rec_args& a) {
+    const int B = a.batch, n = a.n;
+    const npy_intp Bn = (npy_intp)B * n;
+    thn_scratch s(sizeof(T) * 2 * Bn);
+    if (!s.p) return -1;
+    T* carry = (T*)s.p;  /* gradient arriving at h_t from step t + 1 */
+    const T* h0 = thn_state<T>(a, RNNB_H0, carry + Bn);
+    const T *hh = (const T*)a.in[RNNB_HH], *h = (const T*)a.in[RNNB_H];
+    const T* pre = (const T*)a.in[RNNB_PRE];
+    const thn_rows<T> gh = thn_in<T>(a, RNNB_GH), gpre = thn_in<T>(a, RNNB_GPRE);
+    T* dx = thn_out<T>(a, RNNB_DX);
+    memset(dx, 0, sizeof(T) * Bn * (a.steps - a.window));
+    for (int t = a.steps - 1; t >= a.steps - a.window; --t) {
+        T* d = dx + t * Bn;
+        for (int b = 0; b < B; ++b) {
+            const T* __restrict g = gh(t, b);
+            const T* __restrict c = carry + (npy_intp)b * n;
+            T* __restrict dr = d + (npy_intp)b * n;
+#pragma omp simd
+            for (int j = 0; j < n; ++j) dr[j] = c[j] + g[j];
+        }
+        THN_ACT_SWITCH(a.act, thn_dact_rows, (B, n, pre + t * Bn, h + t * Bn, gpre, t, d, n))
+        thn_gemm(false, true, B, n, n, (T)1, d, n, hh, n, (T)0, carry, n);
+    }
+    thn_hprev_grad<T>(a, h0, h, dx, n, n, thn_out<T>(a, RNNB_DHH), n);
+    thn_state_grad<T>(a, RNNB_H0, carry, thn_out<T>(a, RNNB_DH0));
+    return 0;
+}
+
+/* ---- gated cells: GRU, MUT1 and RRNN -----------------------------------------------
+ *   r = sigmoid(x_r + h_{t-1} . hr)     (RESET; else r = 1)
+ *   z = sigmoid(x_z + h_{t-1} . hz)     (else GIVEN: z is the input `rate`)
+ *   pre = x_h + (r * h_{t-1}) . hh,  hid = act(pre),  h_t = (1 - z) h_{t-1} + z hid
+ * x_t has the blocks [candidate, reset (RESET), rate (not GIVEN)]; with RESET
+ * the cache holds [r, r * h_{t-1}] of each step. Slots without an array are NULL. */
+enum { GATE_X, GATE_RATE, GATE_HH, GATE_HR, GATE_HZ, GATE_H0 };
+enum { GATE_H, GATE_PRE, GATE_HID, GATE_Z, GATE_CACHE };
+enum { GATEB_RATE, GATEB_HH, GATEB_HR, GATEB_HZ, GATEB_H0, GATEB_H, GATEB_PRE, GATEB_HID,
+       GATEB_Z, GATEB_CACHE, GATEB_GH, GATEB_GPRE, GATEB_GHID, GATEB_GZ };
+enum { GATEB_DX, GATEB_DRATE, GATEB_DHH, GATEB_DHR, GATEB_DHZ, GATEB_DH0 };
+
+/* the recurrent gate weights present, side by side: [hr | hz] (n, 2n), [hr] or none */
+template <typename T>
+static int thn_gate_weights(const thn_rec_args& a, int hr, int hz, T* w) {
+    const int n = a.n, k = (a.in[hr] != NULL) + (a.in[hz] != NULL), mats[2] = {hr, hz};
+    for (int m = 0, at = 0; m < 2; ++m) {
+        const T* src = (const T*)a.in[mats[m]];
+        if (!src) continue;
+        for (int i = 0; i < n; ++i)
+            memcpy(w + (npy_intp)i * k * n + at, src + (npy_intp)i * n, n * sizeof(T));
+        at += n;
+    }
+    return k;
+}
+
+template <typename T, bool RESET, bool GIVEN>
+static int thn_gated_forward(const thn_rec_args& a) {
+    const int B = a.batch, n = a.n;
+    const npy_intp Bn = (npy_intp)B * n, nn = (npy_intp)n * n;
+    thn_scratch s(sizeof(T) * (2 * nn + 3 * Bn));
+    if (!s.p) return -1;
+    T* w = (T*)s.p;       /* recurrent gate weights */
+    T* rz = w + 2 * nn;   /* h_{t-1} . w (B, k n) */
+    const T* hp = thn_state<T>(a, GATE_H0, rz + 2 * Bn);
+    const int k = thn_gate_weights<T>(a, GATE_HR, GATE_HZ, w);
+    const T* hh = (const T*)a.in[GATE_HH];
+    const thn_rows<T> x = thn_in<T>(a, GATE_X), given = thn_in<T>(a, GATE_RATE);
+    T *h = thn_out<T>(a, GATE_H), *pre = thn_out<T>(a, GATE_PRE), *hid = thn_out<T>(a, GATE_HID);
+    T *rate = thn_out<T>(a, GATE_Z), *cache = thn_out<T>(a, GATE_CACHE);
+    const int zx = RESET ? 2 * n : n, zw = RESET ? n : 0;  /* offsets of the rate block */
+    for (int t = 0; t < a.steps; ++t) {
+        const npy_intp o = t * Bn;
+        T* c = RESET ? cache + (a.keep ? 2 * o : 0) : NULL;
+        if (k) thn_gemm(false, false, B, k * n, n, (T)1, hp, n, w, k * n, (T)0, rz, k * n);
+        for (int b = 0; b < B; ++b) {
+            const T *__restrict xr = x(t, b), *__restrict g = rz + (npy_intp)b * k * n;
+            const T* __restrict hb = hp + (npy_intp)b * n;
+            T* __restrict cb = RESET ? c + 2 * (npy_intp)b * n : NULL;
+            T* __restrict zb = GIVEN ? NULL : rate + o + (npy_intp)b * n;
+#pragma omp simd
+            for (int j = 0; j < n; ++j) {
+                if (RESET) {
+                    const T r = thn_sigmoid(xr[n + j] + g[j]);
+                    cb[j] = r;
+                    cb[n + j] = r * hb[j];
+                }
+                if (!GIVEN) zb[j] = thn_sigmoid(xr[zx + j] + g[zw + j]);
+            }
+        }
+        thn_gemm(false, false, B, n, n, (T)1, RESET ? c + n : hp, RESET ? 2 * n : n, hh, n, (T)0,
+                 pre + o, n);
+        THN_ACT_SWITCH(a.act, thn_act_rows, (B, n, x, t, pre + o, hid + o))
+        for (int b = 0; b < B; ++b) {
+            const npy_intp r = o + (npy_intp)b * n;
+            const T* __restrict zb = GIVEN ? given(t, b) : rate + r;
+            const T *__restrict ab = hid + r, *__restrict hb = hp + (npy_intp)b * n;
+            T* __restrict out = h + r;
+#pragma omp simd
+            for (int j = 0; j < n; ++j) out[j] = hb[j] + zb[j] * (ab[j] - hb[j]);
+        }
+        hp = h + o;
+    }
+    return 0;
+}
+
+template <typename T, bool RESET, bool GIVEN>
+static int thn_gated_backward(const thn_rec_args& a) {
+    const int B = a.batch, n = a.n;
+    const npy_intp Bn = (npy_intp)B * n, nn = (npy_intp)n * n;
+    thn_scratch s(sizeof(T) * (2 * nn + 3 * Bn));
+    if (!s.p) return -1;
+    T* w = (T*)s.p;          /* recurrent gate weights */
+    T* carry = w + 2 * nn;   /* gradient arriving at h_t from step t + 1 */
+    T* drh = carry + Bn;     /* gradient of r * h_{t-1} */
+    const T* h0 = thn_state<T>(a, GATEB_H0, drh + Bn);
+    const int k = thn_gate_weights<T>(a, GATEB_HR, GATEB_HZ, w);
+    const int G = (1 + k) * n, zd = RESET ? 2 * n : n;  /* dx: [d pre, d reset, d rate] */
+    const T *hh = (const T*)a.in[GATEB_HH], *h = (const T*)a.in[GATEB_H];
+    const T *pre = (const T*)a.in[GATEB_PRE], *hid = (const T*)a.in[GATEB_HID];
+    const T* cache = (const T*)a.in[GATEB_CACHE];
+    const thn_rows<T> z = thn_in<T>(a, GIVEN ? GATEB_RATE : GATEB_Z);
+    const thn_rows<T> gh = thn_in<T>(a, GATEB_GH), gpre = thn_in<T>(a, GATEB_GPRE);
+    const thn_rows<T> ghid = thn_in<T>(a, GATEB_GHID), gz = thn_in<T>(a, GATEB_GZ);
+    T *dx = thn_out<T>(a, GATEB_DX), *drate = thn_out<T>(a, GATEB_DRATE);
+    const int first = a.steps - a.window;
+    memset(dx, 0, sizeof(T) * G * B * first);
+    if (GIVEN) memset(drate, 0, sizeof(T) * Bn * first);
+    for (int t = a.steps - 1; t >= first; --t) {
+        const npy_intp o = t * Bn;
+        const T* hp = t ? h + o - Bn : h0;
+        T* d = dx + (npy_intp)t * B * G;
+        for (int b = 0; b < B; ++b) {
+            const npy_intp r = o + (npy_intp)b * n;
+            const T *__restrict zb = z(t, b), *__restrict hb = hp + (npy_intp)b * n;
+            const T *__restrict ab = hid + r, *__restrict g = gh(t, b);
+            const T *__restrict ga = ghid(t, b), *__restrict gzb = GIVEN ? NULL : gz(t, b);
+            T* __restrict c = carry + (npy_intp)b * n;
+            T* __restrict db = d + (npy_intp)b * G;
+            T* __restrict dzb = GIVEN ? drate + r : db + zd;
+#pragma omp simd
+            for (int j = 0; j < n; ++j) {
+                const T dh = c[j] + g[j];
+                const T dz = dh * (ab[j] - hb[j]) + (GIVEN ? (T)0 : gzb[j]);
+                db[j] = dh * zb[j] + ga[j];
+                dzb[j] = GIVEN ? dz : dz * zb[j] * ((T)1 - zb[j]);
+                c[j] = dh * ((T)1 - zb[j]);
+            }
+        }
+        THN_ACT_SWITCH(a.act, thn_dact_rows, (B, n, pre + o, hid + o, gpre, t, d, G))
+        thn_gemm(false, true, B, n, n, (T)1, d, G, hh, n, (T)0, drh, n);
+        for (int b = 0; b < B; ++b) {
+            const T* __restrict rb = RESET ? cache + 2 * (o + (npy_intp)b * n) : NULL;
+            const T *__restrict hb = hp + (npy_intp)b * n, *__restrict e = drh + (npy_intp)b * n;
+            T* __restrict c = carry + (npy_intp)b * n;
+            T* __restrict db = d + (npy_intp)b * G;
+#pragma omp simd
+            for (int j = 0; j < n; ++j) {
+                if (RESET) db[n + j] = e[j] * hb[j] * rb[j] * ((T)1 - rb[j]);
+                c[j] += RESET ? e[j] * rb[j] : e[j];
+            }
+        }
+        if (k) thn_gemm(false, true, B, n, k * n, (T)1, d + n, G, w, k * n, (T)1, carry, n);
+    }
+    /* d hh = sum_t (r * h_{t-1})^T d pre_t over the window; d hr, d hz likewise */
+    if (RESET) {
+        T* dhh = thn_out<T>(a, GATEB_DHH);
+        memset(dhh, 0, sizeof(T) * nn);
+        if (a.window > 0)
+            thn_gemm(true, false, n, n, a.window * B, (T)1, cache + 2 * first * Bn + n, 2 * n,
+                     dx + (npy_intp)first * B * G, G, (T)1, dhh, n);
+        thn_hprev_grad<T>(a, h0, h, dx + n, G, n, thn_out<T>(a, GATEB_DHR), n);
+    } else {
+        thn_hprev_grad<T>(a, h0, h, dx, G, n, thn_out<T>(a, GATEB_DHH), n);
+    }
+    if (!GIVEN) thn_hprev_grad<T>(a, h0, h, dx + zd, G, n, thn_out<T>(a, GATEB_DHZ), n);
+    thn_state_grad<T>(a, GATEB_H0, carry, thn_out<T>(a, GATEB_DH0));
+    return 0;
+}
+
+/* ---- MRNN: f_t = xf_t * (h_{t-1} . hf), pre_t = x_t + f_t . fh, h_t = act(pre_t) ----------
+ * F factors; the cache holds q_t = h_{t-1} . hf. */
+enum { MRNN_X, MRNN_XF, MRNN_HF, MRNN_FH, MRNN_H0 };
+enum { MRNN_H, MRNN_PRE, MRNN_FAC, MRNN_CACHE };
+enum { MRNNB_XF, MRNNB_HF, MRNNB_FH, MRNNB_H0, MRNNB_H, MRNNB_PRE, MRNNB_FAC, MRNNB_CACHE,
+       MRNNB_GH, MRNNB_GPRE, MRNNB_GFAC };
+enum { MRNNB_DX, MRNNB_DXF, MRNNB_DHF, MRNNB_DFH, MRNNB_DH0 };
+
+template <typename T>
+static int thn_mrnn_forward(const thn_rec_args& a) {
+    const int B = a.batch, n = a.n, F = a.factors;
+    const npy_intp Bn = (npy_intp)B * n, BF = (npy_intp)B * F;
+    thn_scratch s(sizeof(T) * Bn);
+    if (!s.p) return -1;
+    const T* hp = thn_state<T>(a, MRNN_H0, (T*)s.p);
+    const T *hf = (const T*)a.in[MRNN_HF], *fh = (const T*)a.in[MRNN_FH];
+    const thn_rows<T> x = thn_in<T>(a, MRNN_X), xf = thn_in<T>(a, MRNN_XF);
+    T *h = thn_out<T>(a, MRNN_H), *pre = thn_out<T>(a, MRNN_PRE), *fac = thn_out<T>(a, MRNN_FAC);
+    T* cache = thn_out<T>(a, MRNN_CACHE);
+    for (int t = 0; t < a.steps; ++t) {
+        T *q = cache + (a.keep ? t * BF : 0), *f = fac + t * BF;
+        thn_gemm(false, false, B, F, n, (T)1, hp, n, hf, F, (T)0, q, F);
+        for (int b = 0; b < B; ++b) {
+            const T *__restrict xr = xf(t, b), *__restrict qb = q + (npy_intp)b * F;
+            T* __restrict fb = f + (npy_intp)b * F;
+#pragma omp simd
+            for (int j = 0; j < F; ++j) fb[j] = xr[j] * qb[j];
+        }
+        thn_gemm(false, false, B, n, F, (T)1, f, F, fh, n, (T)0, pre + t * Bn, n);
+        THN_ACT_SWITCH(a.act, thn_act_rows, (B, n, x, t, pre + t * Bn, h + t * Bn))
+        hp = h + t * Bn;
+    }
+    return 0;
+}
+
+template <typename T>
+static int thn_mrnn_backward(const thn_rec_args& a) {
+    const int B = a.batch, n = a.n, F = a.factors;
+    const npy_intp Bn = (npy_intp)B * n, BF = (npy_intp)B * F;
+    thn_scratch s(sizeof(T) * (2 * Bn + BF * a.steps));
+    if (!s.p) return -1;
+    T* carry = (T*)s.p;
+    T* dq = carry + 2 * Bn;  /* gradients of q_t, every step */
+    const T* h0 = thn_state<T>(a, MRNNB_H0, carry + Bn);
+    const T *hf = (const T*)a.in[MRNNB_HF], *fh = (const T*)a.in[MRNNB_FH];
+    const T *h = (const T*)a.in[MRNNB_H], *pre = (const T*)a.in[MRNNB_PRE];
+    const T *fac = (const T*)a.in[MRNNB_FAC], *cache = (const T*)a.in[MRNNB_CACHE];
+    const thn_rows<T> xf = thn_in<T>(a, MRNNB_XF), gh = thn_in<T>(a, MRNNB_GH);
+    const thn_rows<T> gpre = thn_in<T>(a, MRNNB_GPRE), gfac = thn_in<T>(a, MRNNB_GFAC);
+    T *dx = thn_out<T>(a, MRNNB_DX), *dxf = thn_out<T>(a, MRNNB_DXF);
+    const int first = a.steps - a.window;
+    memset(dx, 0, sizeof(T) * Bn * first);
+    memset(dxf, 0, sizeof(T) * BF * first);
+    for (int t = a.steps - 1; t >= first; --t) {
+        T *d = dx + t * Bn, *e = dq + t * BF;
+        for (int b = 0; b < B; ++b) {
+            const T *__restrict g = gh(t, b), *__restrict c = carry + (npy_intp)b * n;
+            T* __restrict dr = d + (npy_intp)b * n;
+#pragma omp simd
+            for (int j = 0; j < n; ++j) dr[j] = c[j] + g[j];
+        }
+        THN_ACT_SWITCH(a.act, thn_dact_rows, (B, n, pre + t * Bn, h + t * Bn, gpre, t, d, n))
+        thn_gemm(false, true, B, F, n, (T)1, d, n, fh, n, (T)0, e, F);
+        for (int b = 0; b < B; ++b) {
+            const T *__restrict g = gfac(t, b), *__restrict xr = xf(t, b);
+            const T* __restrict qb = cache + t * BF + (npy_intp)b * F;
+            T *__restrict eb = e + (npy_intp)b * F, *__restrict db = dxf + t * BF + (npy_intp)b * F;
+#pragma omp simd
+            for (int j = 0; j < F; ++j) {
+                const T df = eb[j] + g[j];
+                db[j] = df * qb[j];
+                eb[j] = df * xr[j];
+            }
+        }
+        thn_gemm(false, true, B, n, F, (T)1, e, F, hf, F, (T)0, carry, n);
+    }
+    T* dfh = thn_out<T>(a, MRNNB_DFH);
+    memset(dfh, 0, sizeof(T) * F * n);
+    if (a.window > 0)
+        thn_gemm(true, false, F, n, a.window * B, (T)1, fac + first * BF, F, dx + first * Bn, n,
+                 (T)1, dfh, n);
+    thn_hprev_grad<T>(a, h0, h, dq, F, F, thn_out<T>(a, MRNNB_DHF), F);
+    thn_state_grad<T>(a, MRNNB_H0, carry, thn_out<T>(a, MRNNB_DH0));
+    return 0;
+}
+
+/* ---- LSTM (peepholes ci, cf, co) -----------------------------------------------------
+ * x_t, hh and the cache have the blocks [input, forget, cell, output]; the cache
+ * holds the gate values [i, f, u = tanh(cell input), o] of each step. */
+
+template <typename T>
+static int thn_lstm_forward(const thn_rec_args& a) {
+    const int B = a.batch, n = a.n, G = 4 * n;
+    const npy_intp Bn = (npy_intp)B * n;
+    thn_scratch s(sizeof(T) * 2 * Bn);
+    if (!s.p) return -1;
+    const T* hp = thn_state<T>(a, LSTM_H0, (T*)s.p);
+    const T* cp = thn_state<T>(a, LSTM_C0, (T*)s.p + Bn);
+    const T *hh = (const T*)a.in[LSTM_HH], *ci = (const T*)a.in[LSTM_CI];
+    const T *cf = (const T*)a.in[LSTM_CF], *co = (const T*)a.in[LSTM_CO];
+    const thn_rows<T> x = thn_in<T>(a, LSTM_X);
+    T *h = thn_out<T>(a, LSTM_H), *c = thn_out<T>(a, LSTM_C), *cache = thn_out<T>(a, LSTM_CACHE);
+    for (int t = 0; t < a.steps; ++t) {
+        const npy_intp o = t * Bn;
+        T* g = cache + (a.keep ? 4 * o : 0);
+        thn_gemm(false, false, B, G, n, (T)1, hp, n, hh, G, (T)0, g, G);
+        for (int b = 0; b < B; ++b) {
+            const T* __restrict xr = x(t, b);
+            const T* __restrict cpb = cp + (npy_intp)b * n;
+            T* __restrict gb = g + (npy_intp)b * G;
+            T* __restrict cb = c + o + (npy_intp)b * n;
+            T* __restrict hb = h + o + (npy_intp)b * n;
+#pragma omp simd
+            for (int j = 0; j < n; ++j) {
+                const T i = thn_sigmoid(gb[j] + xr[j] + cpb[j] * ci[j]);
+                const T f = thn_sigmoid(gb[n + j] + xr[n + j] + cpb[j] * cf[j]);
+                const T u = thn_tanh(gb[2 * n + j] + xr[2 * n + j]);
+                const T cc = f * cpb[j] + i * u;
+                const T og = thn_sigmoid(gb[3 * n + j] + xr[3 * n + j] + cc * co[j]);
+                gb[j] = i;
+                gb[n + j] = f;
+                gb[2 * n + j] = u;
+                gb[3 * n + j] = og;
+                cb[j] = cc;
+                hb[j] = og * thn_tanh(cc);
+            }
+        }
+        hp = h + o;
+        cp = c + o;
+    }
+    return 0;
+}
+
+template <typename T>
+static int thn_lstm_backward(const thn_rec_args& a) {
+    const int B = a.batch, n = a.n, G = 4 * n;
+    const npy_intp Bn = (npy_intp)B * n;
+    thn_scratch s(sizeof(T) * 4 * Bn);
+    if (!s.p) return -1;
+    T* dh_carry = (T*)s.p;       /* gradients arriving at h_t and c_t from step t + 1 */
+    T* dc_carry = dh_carry + Bn;
+    const T* h0 = thn_state<T>(a, LSTMB_H0, dc_carry + Bn);
+    const T* c0 = thn_state<T>(a, LSTMB_C0, dc_carry + 2 * Bn);
+    const T *hh = (const T*)a.in[LSTMB_HH], *ci = (const T*)a.in[LSTMB_CI];
+    const T *cf = (const T*)a.in[LSTMB_CF], *co = (const T*)a.in[LSTMB_CO];
+    const T *h = (const T*)a.in[LSTMB_H], *c = (const T*)a.in[LSTMB_C];
+    const T* cache = (const T*)a.in[LSTMB_CACHE];
+    const thn_rows<T> gh = thn_in<T>(a, LSTMB_GH), gc = thn_in<T>(a, LSTMB_GC);
+    T* dx = thn_out<T>(a, LSTMB_DX);
+    T *dci = thn_out<T>(a, LSTMB_DCI), *dcf = thn_out<T>(a, LSTMB_DCF);
+    T* dco = thn_out<T>(a, LSTMB_DCO);
+    memset(dci, 0, sizeof(T) * n);
+    memset(dcf, 0, sizeof(T) * n);
+    memset(dco, 0, sizeof(T) * n);
+    memset(dx, 0, sizeof(T) * 4 * Bn * (a.steps - a.window));
+    for (int t = a.steps - 1; t >= a.steps - a.window; --t) {
+        const npy_intp o = t * Bn;
+        const T* cp = t ? c + o - Bn : c0;
+        for (int b = 0; b < B; ++b) {
+            const npy_intp r = (npy_intp)b * n;
+            const T *__restrict gb = cache + 4 * (o + r), *__restrict cpb = cp + r;
+            const T *__restrict cb = c + o + r, *__restrict ghb = gh(t, b), *__restrict gcb = gc(t, b);
+            T *__restrict dhc = dh_carry + r, *__restrict dcc = dc_carry + r;
+            T* __restrict db = dx + 4 * (o + r);
+#pragma omp simd
+            for (int j = 0; j < n; ++j) {
+                const T i = gb[j], f = gb[n + j], u = gb[2 * n + j], og = gb[3 * n + j];
+                const T dh = dhc[j] + ghb[j], tc = thn_tanh(cb[j]);
+                const T dgo = dh * tc * og * ((T)1 - og);
+                const T dc = dcc[j] + gcb[j] + dh * og * ((T)1 - tc * tc) + dgo * co[j];
+                const T dgi = dc * u * i * ((T)1 - i);
+                const T dgf = dc * cpb[j] * f * ((T)1 - f);
+                dcc[j] = dc * f + dgi * ci[j] + dgf * cf[j];
+                dci[j] += dgi * cpb[j];
+                dcf[j] += dgf * cpb[j];
+                dco[j] += dgo * cb[j];
+                db[j] = dgi;
+                db[n + j] = dgf;
+                db[2 * n + j] = dc * i * ((T)1 - u * u);
+                db[3 * n + j] = dgo;
+            }
+        }
+        thn_gemm(false, true, B, n, G, (T)1, dx + 4 * o, G, hh, G, (T)0, dh_carry, n);
+    }
+    thn_hprev_grad<T>(a, h0, h, dx, G, G, thn_out<T>(a, LSTMB_DHH), G);
+    thn_state_grad<T>(a, LSTMB_H0, dh_carry, thn_out<T>(a, LSTMB_DH0));
+    thn_state_grad<T>(a, LSTMB_C0, dc_carry, thn_out<T>(a, LSTMB_DC0));
+    return 0;
+}
+
+/* ---- entry point ------------------------------------------------------------------------
+ * A layout string lists an op's arrays in order, separated by spaces, each as
+ * "name:dims", e.g. "~xproj:T,B,4n hh:n,4n h0:b,n gh?:T,B,n dh0:=h0". A dim is
+ * T (steps), B (batch), F (factors), b (B, or 1: one initial state for the
+ * whole batch), K (T when the op keeps its cache for every step, else 1) or kn
+ * (k times the number of units n). A leading "~" lets the kernel read the array
+ * through strides, a trailing "?" accepts an empty array for "no gradient", and
+ * "=name" gives an output the shape of input `name`. "-" is a slot without an
+ * array (NULL in the kernel's arguments). T, B, F and n are read from the first
+ * array that has them as a plain dim. */
+
+struct thn_dims {
+    npy_intp T, B, F, n, K;
+};
+
+struct thn_entry {
+    const char* name;
+    int name_len, nd;
+    bool strided, optional, slot_only;
+    const char* dims[3];
+    int lens[3];
+};
+
+/* Parse the entry at *p into e and advance *p; false at the end of the string. */
+static bool thn_next_entry(const char** p, thn_entry* e) {
+    const char* s = *p;
+    while (*s == ' ') ++s;
+    if (!*s) return false;
+    memset(e, 0, sizeof *e);
+    e->strided = *s == '~';
+    s += e->strided;
+    e->name = s;
+    while (*s && *s != ':' && *s != '?' && *s != ' ') ++s;
+    e->name_len = (int)(s - e->name);
+    e->slot_only = e->name_len == 1 && e->name[0] == '-';
+    e->optional = *s == '?';
+    s += e->optional;
+    s += *s == ':';
+    while (*s && *s != ' ') {
+        const char* start = s;
+        while (*s && *s != ',' && *s != ' ') ++s;
+        if (e->nd < 3) {
+            e->dims[e->nd] = start;
+            e->lens[e->nd++] = (int)(s - start);
+        }
+        s += *s == ',';
+    }
+    *p = s;
+    return true;
+}
+
+/* the variable a one-letter dim names, or NULL */
+static npy_intp* thn_symbol(thn_dims* d, const char* tok, int len) {
+    if (len != 1) return NULL;
+    switch (tok[0]) {
+        case 'T': return &d->T;
+        case 'B': case 'b': return &d->B;
+        case 'F': return &d->F;
+        case 'K': return &d->K;
+        case 'n': return &d->n;
+        default: return NULL;
+    }
+}
+
+static npy_intp thn_dim(thn_dims* d, const char* tok, int len) {
+    npy_intp* v = thn_symbol(d, tok, len);
+    return v ? *v : (npy_intp)atoi(tok) * d->n;
+}
+
+/* Bind T, B, F and n from array x of entry e (bind), or check x against e. */
+static bool thn_fits(PyArrayObject* x, const thn_entry& e, thn_dims* d, bool bind) {
+    if (PyArray_NDIM(x) != e.nd) return false;
+    for (int k = 0; k < e.nd; ++k) {
+        const npy_intp size = PyArray_DIMS(x)[k];
+        npy_intp* v = thn_symbol(d, e.dims[k], e.lens[k]);
+        const bool plain = v && e.dims[k][0] != 'b' && e.dims[k][0] != 'K';
+        if (bind && plain && *v < 0) *v = size;
+        if (!bind && size != thn_dim(d, e.dims[k], e.lens[k]) && !(e.dims[k][0] == 'b' && size == 1))
+            return false;
+    }
+    return true;
+}
+
+/* "expected (4, 5) or (1, 5)" for entry e */
+static int thn_layout_error(const char* op, const thn_entry& e, thn_dims* d, PyArrayObject* x) {
+    npy_intp dims[3];
+    char want[128], name[32];
+    bool shared = false;
+    for (int k = 0; k < e.nd; ++k) dims[k] = thn_dim(d, e.dims[k], e.lens[k]);
+    thn_format_shape(want, sizeof want, e.nd, dims);
+    for (int k = 0; k < e.nd; ++k)
+        if (e.dims[k][0] == 'b') dims[k] = 1, shared = true;
+    if (shared) {
+        size_t used = strlen(want);
+        used += snprintf(want + used, sizeof want - used, " or ");
+        thn_format_shape(want + used, sizeof want - used, e.nd, dims);
+    }
+    snprintf(name, sizeof name, "%.*s", e.name_len, e.name);
+    return thn_shape_error(op, name, x, want);
+}
+
+/* A reference to `x` or to a copy of it that the kernels can read. */
+static PyArrayObject* thn_readable(PyArrayObject* x, bool strided) {
+    const npy_intp item = PyArray_ITEMSIZE(x);
+    const int nd = PyArray_NDIM(x);
+    bool ok = PyArray_ISALIGNED(x) && PyArray_ISNOTSWAPPED(x) &&
+              (strided || PyArray_IS_C_CONTIGUOUS(x));
+    for (int k = 0; k < nd && ok; ++k)
+        ok = PyArray_STRIDES(x)[k] % item == 0 &&
+             (k < nd - 1 || PyArray_DIMS(x)[k] < 2 || PyArray_STRIDES(x)[k] == item);
+    if (ok) {
+        Py_INCREF(x);
+        return x;
+    }
+    return (PyArrayObject*)PyArray_NewCopy(x, NPY_CORDER);
+}
+
+template <typename T>
+static int thn_rec_run(int cell, bool backward, const thn_rec_args& a) {
+    switch (cell * 2 + backward) {
+        case 0: return thn_rnn_forward<T>(a);
+        case 1: return thn_rnn_backward<T>(a);
+        case 2: return thn_gated_forward<T, true, false>(a);
+        case 3: return thn_gated_backward<T, true, false>(a);
+        case 4: return thn_gated_forward<T, true, true>(a);
+        case 5: return thn_gated_backward<T, true, true>(a);
+        case 6: return thn_gated_forward<T, false, true>(a);
+        case 7: return thn_gated_backward<T, false, true>(a);
+        case 8: return thn_lstm_forward<T>(a);
+        case 9: return thn_lstm_backward<T>(a);
+        case 10: return thn_mrnn_forward<T>(a);
+        default: return thn_mrnn_backward<T>(a);
+    }
+}
+
+/* Check the arrays `in` of op `op` against the layout `inputs`, make the
+ * outputs `out` of layout `outputs`, and run the kernel of `cell`.
+ * 0, or -1 with a Python error set. */
+static int thn_recurrent(const char* op, int cell, bool backward, const char* inputs,
+                         const char* outputs, int act, int bptt, int keep, PyArrayObject** in,
+                         PyArrayObject*** out) {
+    thn_dims d = {-1, -1, -1, -1, -1};
+    thn_entry e;
+    thn_rec_args a;
+    PyArrayObject* held[THN_REC_MAX] = {NULL};
+    void* zero = NULL;
+    int status = -1, count = 0;
+    memset(&a, 0, sizeof a);
+    for (const char* p = inputs; thn_next_entry(&p, &e); ++count)
+        if (!e.slot_only && !(e.optional && PyArray_SIZE(in[count]) == 0))
+            thn_fits(in[count], e, &d, true);
+    d.K = keep ? d.T : 1;
+    PyArrayObject* first = in[0] ? in[0] : in[1];  /* slots never start with two "-" */
+    const int typenum = PyArray_TYPE(first);
+    /* absent gradients read as zeros: a zero row and strides 0 */
+    if (!(zero = calloc((d.n > d.F ? d.n : d.F) + 1, PyArray_ITEMSIZE(first)))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    count = 0;
+    for (const char* p = inputs; thn_next_entry(&p, &e); ++count) {
+        PyArrayObject* x = in[count];
+        if (e.slot_only) continue;
+        if (e.optional && PyArray_SIZE(x) == 0) {
+            a.in[count] = zero;
+            continue;
+        }
+        if (!thn_fits(x, e, &d, false)) {
+            thn_layout_error(op, e, &d, x);
+            goto done;
+        }
+        if (!(held[count] = thn_readable(x, e.strided))) goto done;
+        const npy_intp item = PyArray_ITEMSIZE(held[count]), *st = PyArray_STRIDES(held[count]);
+        const int nd = PyArray_NDIM(held[count]);
+        a.in[count] = PyArray_DATA(held[count]);
+        a.ts[count] = nd == 3 ? st[0] / item : 0;
+        /* batch stride; 0 for one row shared by the batch */
+        a.bs[count] = nd < 2 || PyArray_DIMS(held[count])[nd - 2] == 1 ? 0 : st[nd - 2] / item;
+    }
+    count = 0;
+    for (const char* p = outputs; thn_next_entry(&p, &e); ++count) {
+        npy_intp dims[3];
+        int nd = e.nd, k = 0;
+        if (e.slot_only) continue;
+        if (e.dims[0][0] == '=') {  /* the shape of the input named after '=' */
+            thn_entry f;
+            for (const char* q = inputs; thn_next_entry(&q, &f); ++k)
+                if (f.name_len == e.lens[0] - 1 && !strncmp(f.name, e.dims[0] + 1, f.name_len))
+                    break;
+            nd = PyArray_NDIM(in[k]);
+            memcpy(dims, PyArray_DIMS(in[k]), nd * sizeof(npy_intp));
+        } else {
+            for (k = 0; k < nd; ++k) dims[k] = thn_dim(&d, e.dims[k], e.lens[k]);
+        }
+        if (thn_output(out[count], nd, dims, typenum, false)) goto done;
+        a.out[count] = PyArray_DATA(*out[count]);
+    }
+    a.steps = (int)d.T;
+    a.batch = (int)d.B;
+    a.n = (int)d.n;
+    a.factors = (int)d.F;
+    a.act = act;
+    a.keep = keep;
+    a.window = bptt < 0 || bptt > a.steps ? a.steps : bptt;
+    if (typenum == NPY_FLOAT32 ? thn_rec_run<float>(cell, backward, a)
+                               : thn_rec_run<double>(cell, backward, a)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    status = 0;
+done:
+    free(zero);
+    for (int k = 0; k < THN_REC_MAX; ++k) Py_XDECREF(held[k]);
+    return status;
+}
