@@ -43,6 +43,8 @@ for their gradient op; where nothing reads it (e.g. in prediction functions) a
 rewrite keeps only one step of it. Only first derivatives are implemented.
 """
 
+import os
+
 import numpy as np
 
 import pytensor
@@ -63,6 +65,18 @@ __all__ = ['ACTIVATIONS', 'supports_activation', 'rnn', 'gru', 'mut1', 'rrnn', '
 #: activation name -> code in c/recurrent.c (enum thn_act)
 ACTIVATIONS = {'linear': 0, 'relu': 1, 'rect:max': 1, 'tanh': 2, 'logistic': 3, 'sigmoid': 3}
 _CANONICAL = {'rect:max': 'relu', 'sigmoid': 'logistic'}
+
+
+def threads():
+    """Threads the C loops split a batch among: ``OMP_NUM_THREADS`` if set, else every CPU
+    this process may use. Read when a function is compiled."""
+    given = os.environ.get('OMP_NUM_THREADS', '')
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def supports_activation(name):
@@ -383,7 +397,7 @@ class _RecurrentBase(CSourceOp):
     C_SOURCES = ('recurrent.c',)
     USES_BLAS = True
     BACKWARD = False
-    params_type = ParamsType(act=int32, bptt=int32, keep=int32)
+    params_type = ParamsType(act=int32, bptt=int32, keep=int32, threads=int32)
     keep_cache = True
 
     def __init__(self, cell, activation='tanh', bptt_limit=-1):
@@ -412,7 +426,11 @@ class _RecurrentBase(CSourceOp):
 
     def get_params(self, node):
         return self.params_type.get_params(
-            act=ACTIVATIONS[self.activation], bptt=self.bptt_limit, keep=int(self.keep_cache))
+            act=ACTIVATIONS[self.activation], bptt=self.bptt_limit, keep=int(self.keep_cache),
+            threads=threads())
+
+    def c_compile_args(self, **kwargs):
+        return super().c_compile_args(**kwargs) + ['-pthread']
 
     def make_node(self, *inputs):
         entries = self._inputs()
@@ -486,11 +504,12 @@ class _RecurrentBase(CSourceOp):
         return """{
     PyArrayObject* thn_in[] = {%s};
     PyArrayObject** thn_out[] = {%s};
-    if (thn_recurrent("%s", %d, %d, "%s", "%s", %s->act, %s->bptt, %s->keep, thn_in, thn_out))
+    if (thn_recurrent("%s", %d, %d, "%s", "%s", %s->act, %s->bptt, %s->keep, %s->threads,
+                      thn_in, thn_out))
         %s
 }""" % (slots(layout_in, inputs), slots(layout_out, outputs, '&'), self.label,
         _CELLS[self.cell].code, int(self.BACKWARD), layout_in, layout_out,
-        sub['params'], sub['params'], sub['params'], sub['fail'])
+        *[sub['params']] * 4, sub['fail'])
 
 
 class RecurrentOp(_RecurrentBase):
