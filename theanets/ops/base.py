@@ -28,7 +28,7 @@ import shlex
 import pytensor
 from pytensor.link.c.op import COp
 
-__all__ = ['CSourceOp', 'c_source', 'blas_flags', 'portable', 'jax_twin',
+__all__ = ['CSourceOp', 'c_source', 'blas_flags', 'portable', 'threads', 'jax_twin',
            'register_jax_twins', 'warn_once']
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,22 @@ def portable():
 def _target_flags():
     x86 = platform.machine().lower() in ('x86_64', 'amd64')
     return ['-mno-avx512f'] if portable() and x86 else []
+
+
+def threads():
+    """Threads a C op may split its work among (see ``c/parallel.c``).
+
+    ``OMP_NUM_THREADS`` if set, else every CPU this process may use; at run time
+    the ops use no more than OpenBLAS's own thread count. Read when a function
+    is compiled.
+    """
+    given = os.environ.get('OMP_NUM_THREADS', '')
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 _WARNED = set()

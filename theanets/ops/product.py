@@ -14,9 +14,11 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
+from pytensor.link.c.params_type import ParamsType
+from pytensor.scalar import int32
 from pytensor.tensor.type import TensorType
 
-from .base import CSourceOp, jax_twin
+from .base import CSourceOp, jax_twin, threads
 
 __all__ = ['dot_last', 'DotLastOp', 'DotLeadingOp']
 
@@ -29,11 +31,29 @@ def _float(x, ndim, what, dtype=None):
     return x if x.dtype == dtype else pt.cast(x, dtype)
 
 
-class DotLastOp(CSourceOp):
+class _ProductOp(CSourceOp):
+    """C sources and settings of the product ops: the rows of their output are split
+    among threads (c/parallel.c)."""
+
+    C_SOURCES = ('parallel.c', 'product.c')
+    USES_BLAS = True
+    params_type = ParamsType(threads=int32)
+
+    def get_params(self, node):
+        return self.params_type.get_params(threads=threads())
+
+    def c_compile_args(self, **kwargs):
+        return super().c_compile_args(**kwargs) + ['-pthread']
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        return 'if ({}({}, {}, &{}, {}->threads)) {}'.format(
+            self.C_FUNCTION, *inputs, outputs[0], sub['params'], sub['fail'])
+
+
+class DotLastOp(_ProductOp):
     """``y = x . w`` for ``x`` (A, C, n) and ``w`` (n, k): y is (A, C, k)."""
 
-    C_SOURCES = ('product.c',)
-    USES_BLAS = True
+    C_FUNCTION = 'thn_dot_last'
 
     def make_node(self, x, w):
         x = _float(x, 3, 'x')
@@ -44,15 +64,12 @@ class DotLastOp(CSourceOp):
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0][:2] + shapes[1][1:]]
 
-    def perform(self, node, inputs, outputs):
+    def perform(self, node, inputs, outputs, params=None):
         x, w = inputs
         if w.shape[0] != x.shape[2]:
             raise ValueError('dot_last: w has shape {}, expected ({}, k)'.format(
                 w.shape, x.shape[2]))
         outputs[0][0] = np.matmul(x, w).astype(x.dtype)
-
-    def c_code(self, node, name, inputs, outputs, sub):
-        return 'if (thn_dot_last({}, {}, &{})) {}'.format(*inputs, outputs[0], sub['fail'])
 
     def pullback(self, inputs, outputs, output_grads):
         x, w = inputs
@@ -60,11 +77,10 @@ class DotLastOp(CSourceOp):
         return [DotLastOp()(g, w.T), DotLeadingOp()(x, g)]
 
 
-class DotLeadingOp(CSourceOp):
+class DotLeadingOp(_ProductOp):
     """``dw = sum_{a, c} x[a, c]^T g[a, c]`` for ``x`` (A, C, n), ``g`` (A, C, k): (n, k)."""
 
-    C_SOURCES = ('product.c',)
-    USES_BLAS = True
+    C_FUNCTION = 'thn_dot_leading'
 
     def make_node(self, x, g):
         x = _float(x, 3, 'x')
@@ -75,15 +91,12 @@ class DotLeadingOp(CSourceOp):
     def infer_shape(self, fgraph, node, shapes):
         return [(shapes[0][2], shapes[1][2])]
 
-    def perform(self, node, inputs, outputs):
+    def perform(self, node, inputs, outputs, params=None):
         x, g = inputs
         if g.shape[:2] != x.shape[:2]:
             raise ValueError('dot_leading: g has shape {}, expected ({}, {}, k)'.format(
                 g.shape, *x.shape[:2]))
         outputs[0][0] = np.tensordot(x, g, axes=([0, 1], [0, 1])).astype(x.dtype)
-
-    def c_code(self, node, name, inputs, outputs, sub):
-        return 'if (thn_dot_leading({}, {}, &{})) {}'.format(*inputs, outputs[0], sub['fail'])
 
     def pullback(self, inputs, outputs, output_grads):
         x, g = inputs

@@ -43,8 +43,6 @@ for their gradient op; where nothing reads it (e.g. in prediction functions) a
 rewrite keeps only one step of it. Only first derivatives are implemented.
 """
 
-import os
-
 import numpy as np
 
 import pytensor
@@ -57,7 +55,7 @@ from pytensor.link.c.params_type import ParamsType
 from pytensor.scalar import int32
 from pytensor.tensor.type import TensorType
 
-from .base import CSourceOp, jax_twin, warn_once
+from .base import CSourceOp, jax_twin, threads, warn_once
 
 __all__ = ['ACTIVATIONS', 'supports_activation', 'rnn', 'gru', 'mut1', 'rrnn', 'lstm', 'mrnn',
            'RecurrentOp', 'RecurrentGradOp', 'FORWARD_ONLY_TAG']
@@ -65,18 +63,6 @@ __all__ = ['ACTIVATIONS', 'supports_activation', 'rnn', 'gru', 'mut1', 'rrnn', '
 #: activation name -> code in c/recurrent.c (enum thn_act)
 ACTIVATIONS = {'linear': 0, 'relu': 1, 'rect:max': 1, 'tanh': 2, 'logistic': 3, 'sigmoid': 3}
 _CANONICAL = {'rect:max': 'relu', 'sigmoid': 'logistic'}
-
-
-def threads():
-    """Threads the C loops split a batch among: ``OMP_NUM_THREADS`` if set, else every CPU
-    this process may use. Read when a function is compiled."""
-    given = os.environ.get('OMP_NUM_THREADS', '')
-    if given.isdigit() and int(given) > 0:
-        return int(given)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def supports_activation(name):
@@ -312,58 +298,52 @@ def _jax_scan(step, carry, seqs, reverse=False):
 # ---- the ops ----------------------------------------------------------------------------
 
 class _Cell(object):
-    """One cell's array layouts (see c/recurrent.c) and its step functions."""
+    """One cell: its C kernels (c/recurrent.c), array layouts and step functions.
 
-    def __init__(self, code, layouts, forward, backward):
-        self.code = code
-        self.layouts = tuple(tuple(' '.join(part.split()) for part in pair) for pair in layouts)
+    The forward op's layouts (see c/recurrent.c) are given; the gradient op's
+    follow: it takes the forward inputs but the first, the forward outputs and
+    the gradients arriving at those but the cache, and returns the gradients of
+    the forward inputs. "-name" marks a slot the cell does not use.
+    """
+
+    def __init__(self, kernel, inputs, outputs, forward, backward):
+        self.kernels = tuple(kernel.format(direction=d, T='{T}') for d in ('forward', 'backward'))
+        ins, outs = inputs.split(), outputs.split()
+        grads = ['-g' + o[1:] if o[0] == '-' else '~g{}?:{}'.format(*o.split(':'))
+                 for o in outs if o.lstrip('-').split(':')[0] != 'cache']
+        grad_ins = ins[1:] + [o.replace('K,', 'T,') for o in outs] + grads
+        grad_outs = ['-d' + i[1:] if i[0] == '-' else 'd{0}:={0}'.format(i.split(':')[0])
+                     if ':b,' in i else 'd{0}:{1}'.format(*i.lstrip('~').split(':')) for i in ins]
+        self.layouts = ((inputs, outputs), (' '.join(grad_ins), ' '.join(grad_outs)))
         self.forward, self.backward = forward, backward
 
 
-_SEQ = 'h:T,B,n pre:T,B,n hid:T,B,n'
-_GATED_GRADS = ('h:T,B,n pre:T,B,n hid:T,B,n {z} {cache} ~gh?:T,B,n ~gpre?:T,B,n '
-                '~ghid?:T,B,n {gz}')
+_GATED = ' h:T,B,n pre:T,B,n hid:T,B,n '
 _CELLS = {
-    'rnn': _Cell(0, [('~xproj:T,B,n hh:n,n h0:b,n', 'h:T,B,n pre:T,B,n'),
-                     ('hh:n,n h0:b,n h:T,B,n pre:T,B,n ~gh?:T,B,n ~gpre?:T,B,n',
-                      'dxproj:T,B,n dhh:n,n dh0:=h0')], _rnn_forward, _rnn_backward),
-    'gru': _Cell(1, [('~xproj:T,B,3n - hh:n,n hr:n,n hz:n,n h0:b,n',
-                      _SEQ + ' rate:T,B,n cache:K,B,2n'),
-                     ('- hh:n,n hr:n,n hz:n,n h0:b,n ' + _GATED_GRADS.format(
-                         z='rate:T,B,n', cache='cache:T,B,2n', gz='~grate?:T,B,n'),
-                      'dxproj:T,B,3n - dhh:n,n dhr:n,n dhz:n,n dh0:=h0')],
-                 _gated_forward, _gated_backward),
-    'mut1': _Cell(2, [('~xproj:T,B,2n ~rate:T,B,n hh:n,n hr:n,n - h0:b,n',
-                       _SEQ + ' - cache:K,B,2n'),
-                      ('~rate:T,B,n hh:n,n hr:n,n - h0:b,n ' + _GATED_GRADS.format(
-                          z='-', cache='cache:T,B,2n', gz='-'),
-                       'dxproj:T,B,2n drate:T,B,n dhh:n,n dhr:n,n - dh0:=h0')],
-                  _gated_forward, _gated_backward),
-    'rrnn': _Cell(3, [('~xproj:T,B,n ~rate:T,B,n hh:n,n - - h0:b,n', _SEQ + ' - -'),
-                      ('~rate:T,B,n hh:n,n - - h0:b,n ' + _GATED_GRADS.format(
-                          z='-', cache='-', gz='-'),
-                       'dxproj:T,B,n drate:T,B,n dhh:n,n - - dh0:=h0')],
-                  _gated_forward, _gated_backward),
-    'lstm': _Cell(4, [('~xproj:T,B,4n hh:n,4n ci:n cf:n co:n h0:b,n c0:b,n',
-                       'h:T,B,n c:T,B,n cache:K,B,4n'),
-                      ('hh:n,4n ci:n cf:n co:n h0:b,n c0:b,n h:T,B,n c:T,B,n cache:T,B,4n '
-                       '~gh?:T,B,n ~gc?:T,B,n',
-                       'dxproj:T,B,4n dhh:n,4n dci:n dcf:n dco:n dh0:=h0 dc0:=c0')],
-                  _lstm_forward, _lstm_backward),
-    'mrnn': _Cell(5, [('~xproj:T,B,n ~xfac:T,B,F hf:n,F fh:F,n h0:b,n',
-                       'h:T,B,n pre:T,B,n fac:T,B,F cache:K,B,F'),
-                      ('~xfac:T,B,F hf:n,F fh:F,n h0:b,n h:T,B,n pre:T,B,n fac:T,B,F '
-                       'cache:T,B,F ~gh?:T,B,n ~gpre?:T,B,n ~gfac?:T,B,F',
-                       'dxproj:T,B,n dxfac:T,B,F dhf:n,F dfh:F,n dh0:=h0')],
-                  _mrnn_forward, _mrnn_backward),
+    'rnn': _Cell('thn_rnn_{direction}<{T}>', '~xproj:T,B,n hh:n,n h0:b,n',
+                 'h:T,B,n pre:T,B,n', _rnn_forward, _rnn_backward),
+    'gru': _Cell('thn_gated_{direction}<{T}, true, false>',
+                 '~xproj:T,B,3n -rate hh:n,n hr:n,n hz:n,n h0:b,n',
+                 _GATED + 'rate:T,B,n cache:K,B,2n', _gated_forward, _gated_backward),
+    'mut1': _Cell('thn_gated_{direction}<{T}, true, true>',
+                  '~xproj:T,B,2n ~rate:T,B,n hh:n,n hr:n,n -hz h0:b,n',
+                  _GATED + '-z cache:K,B,2n', _gated_forward, _gated_backward),
+    'rrnn': _Cell('thn_gated_{direction}<{T}, false, true>',
+                  '~xproj:T,B,n ~rate:T,B,n hh:n,n -hr -hz h0:b,n',
+                  _GATED + '-z -cache', _gated_forward, _gated_backward),
+    'lstm': _Cell('thn_lstm_{direction}<{T}>',
+                  '~xproj:T,B,4n hh:n,4n ci:n cf:n co:n h0:b,n c0:b,n',
+                  'h:T,B,n c:T,B,n cache:K,B,4n', _lstm_forward, _lstm_backward),
+    'mrnn': _Cell('thn_mrnn_{direction}<{T}>', '~xproj:T,B,n ~xfac:T,B,F hf:n,F fh:F,n h0:b,n',
+                  'h:T,B,n pre:T,B,n fac:T,B,F cache:K,B,F', _mrnn_forward, _mrnn_backward),
 }
 
 
 def _entries(layout, slots=False):
-    """Parse a layout into (name, optional, dims) triples; with ``slots``, None for "-"."""
+    """Parse a layout into (name, optional, dims) triples; with ``slots``, None for "-name"."""
     result = []
     for item in layout.split():
-        if item == '-':
+        if item.startswith('-'):
             if slots:
                 result.append(None)
             continue
@@ -394,7 +374,7 @@ def _bind(entries, shapes, keep):
 class _RecurrentBase(CSourceOp):
     """What the forward and gradient ops share: layouts, checks, C call, NumPy and JAX."""
 
-    C_SOURCES = ('recurrent.c',)
+    C_SOURCES = ('parallel.c', 'recurrent.c')
     USES_BLAS = True
     BACKWARD = False
     params_type = ParamsType(act=int32, bptt=int32, keep=int32, threads=int32)
@@ -429,7 +409,7 @@ class _RecurrentBase(CSourceOp):
             act=ACTIVATIONS[self.activation], bptt=self.bptt_limit, keep=int(self.keep_cache),
             threads=threads())
 
-    def c_compile_args(self, **kwargs):
+    def c_compile_args(self, **kwargs):  # the threads of c/parallel.c
         return super().c_compile_args(**kwargs) + ['-pthread']
 
     def make_node(self, *inputs):
@@ -501,15 +481,16 @@ class _RecurrentBase(CSourceOp):
             return ', '.join('NULL' if e is None else prefix + next(given)
                              for e in _entries(layout, True))
         layout_in, layout_out = self._layouts()
+        kernel = _CELLS[self.cell].kernels[self.BACKWARD].format(
+            T='float' if node.outputs[0].dtype == 'float32' else 'double')
         return """{
     PyArrayObject* thn_in[] = {%s};
     PyArrayObject** thn_out[] = {%s};
-    if (thn_recurrent("%s", %d, %d, "%s", "%s", %s->act, %s->bptt, %s->keep, %s->threads,
+    if (thn_recurrent("%s", %s, "%s", "%s", %s->act, %s->bptt, %s->keep, %s->threads,
                       thn_in, thn_out))
         %s
-}""" % (slots(layout_in, inputs), slots(layout_out, outputs, '&'), self.label,
-        _CELLS[self.cell].code, int(self.BACKWARD), layout_in, layout_out,
-        *[sub['params']] * 4, sub['fail'])
+}""" % (slots(layout_in, inputs), slots(layout_out, outputs, '&'), self.label, kernel,
+        layout_in, layout_out, *[sub['params']] * 4, sub['fail'])
 
 
 class RecurrentOp(_RecurrentBase):
@@ -565,9 +546,11 @@ class RecurrentGradOp(_RecurrentBase):
 @jax_twin(_RecurrentBase)
 def _recurrent_jax(op, node=None, **kwargs):
     import jax.numpy as jnp
+    dtype = node.outputs[0].dtype
 
     def recurrent_jax(*inputs):
-        return tuple(op.compute(jnp, _jax_scan, inputs))
+        # with jax_enable_x64, JAX may hand over some inputs in float64
+        return tuple(op.compute(jnp, _jax_scan, [jnp.asarray(x, dtype) for x in inputs]))
     return recurrent_jax
 
 
@@ -592,7 +575,7 @@ if FORWARD_ONLY_TAG not in optdb.__db__:
 # ---- public functions ----------------------------------------------------------------------
 
 def _slots(layout, values):
-    """``values`` in the slots of ``layout``, None for its "-" slots."""
+    """``values`` in the slots of ``layout``, None for its "-name" slots."""
     given = iter(values)
     return [None if e is None else next(given) for e in _entries(layout, True)]
 

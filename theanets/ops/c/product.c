@@ -6,7 +6,8 @@
  * A 3-D array is read as one matrix of A * C rows when its rows are evenly
  * spaced in the order (a, c) or (c, a) (e.g. a time-major buffer viewed
  * batch-major); otherwise, or to match the other operand's order, it is
- * copied. Outputs are C-contiguous.
+ * copied. Outputs are C-contiguous. The products are split by rows of their
+ * output among `threads` threads (parallel.c).
  */
 
 /* 1 when `x` is C-contiguous with its first two axes swapped, else 0 */
@@ -35,20 +36,26 @@ static PyArrayObject* thn_rows_of(PyArrayObject* x, int swap) {
     return c;
 }
 
+/* c (m, n) = op(a) . b for a (m, k), or a^T for a (k, m); rows of c split among threads */
 template <typename T>
-static void thn_product(bool trans_a, int m, int n, int k, const void* a, const void* b, void* c) {
-    thn_gemm(trans_a, false, m, n, k, (T)1, (const T*)a, trans_a ? m : k, (const T*)b, n, (T)0,
-             (T*)c, n);
+static void thn_product(bool trans_a, int m, int n, int k, const void* a, const void* b, void* c,
+                        int threads) {
+    thn_threads guard(threads);
+    thn_parallel(m, 8, guard.count, [&](int r0, int r1, int) {
+        const T* ar = (const T*)a + (trans_a ? r0 : (npy_intp)r0 * k);
+        thn_gemm(trans_a, false, r1 - r0, n, k, (T)1, ar, trans_a ? m : k, (const T*)b, n, (T)0,
+                 (T*)c + (npy_intp)r0 * n, n);
+    });
 }
 
 static void thn_product_any(PyArrayObject* like, bool trans_a, int m, int n, int k, const void* a,
-                            const void* b, void* c) {
-    if (PyArray_TYPE(like) == NPY_FLOAT32) thn_product<float>(trans_a, m, n, k, a, b, c);
-    else thn_product<double>(trans_a, m, n, k, a, b, c);
+                            const void* b, void* c, int threads) {
+    if (PyArray_TYPE(like) == NPY_FLOAT32) thn_product<float>(trans_a, m, n, k, a, b, c, threads);
+    else thn_product<double>(trans_a, m, n, k, a, b, c, threads);
 }
 
 /* *y = x . w; 0, or -1 with a Python error set */
-static int thn_dot_last(PyArrayObject* x, PyArrayObject* w, PyArrayObject** y) {
+static int thn_dot_last(PyArrayObject* x, PyArrayObject* w, PyArrayObject** y, int threads) {
     if (PyArray_DIMS(w)[0] != PyArray_DIMS(x)[2]) {
         char want[64];
         snprintf(want, sizeof want, "(%ld, k)", (long)PyArray_DIMS(x)[2]);
@@ -65,7 +72,7 @@ static int thn_dot_last(PyArrayObject* x, PyArrayObject* w, PyArrayObject** y) {
     if (xs && wc && !thn_output(y, 3, dims, PyArray_TYPE(x), inner == 0) &&
         !thn_output(swap ? &tmp : y, 3, sdims, PyArray_TYPE(x), inner == 0)) {
         thn_product_any(x, false, (int)(dims[0] * dims[1]), (int)dims[2], inner, PyArray_DATA(xs),
-                        PyArray_DATA(wc), PyArray_DATA(swap ? tmp : *y));
+                        PyArray_DATA(wc), PyArray_DATA(swap ? tmp : *y), threads);
         status = 0;
         if (swap) {  /* computed in x's (c, a) order: copy back to (a, c) */
             PyArrayObject* back = thn_swap_axes(tmp, 1);
@@ -80,7 +87,7 @@ static int thn_dot_last(PyArrayObject* x, PyArrayObject* w, PyArrayObject** y) {
 }
 
 /* *dw = sum over the first two axes of x^T g */
-static int thn_dot_leading(PyArrayObject* x, PyArrayObject* g, PyArrayObject** dw) {
+static int thn_dot_leading(PyArrayObject* x, PyArrayObject* g, PyArrayObject** dw, int threads) {
     if (PyArray_DIMS(g)[0] != PyArray_DIMS(x)[0] || PyArray_DIMS(g)[1] != PyArray_DIMS(x)[1]) {
         char want[64];
         snprintf(want, sizeof want, "(%ld, %ld, k)", (long)PyArray_DIMS(x)[0],
@@ -96,7 +103,7 @@ static int thn_dot_leading(PyArrayObject* x, PyArrayObject* g, PyArrayObject** d
         const npy_intp rows = PyArray_DIMS(x)[0] * PyArray_DIMS(x)[1];
         if (rows > 0)
             thn_product_any(x, true, (int)dims[0], (int)dims[1], (int)rows, PyArray_DATA(xs),
-                            PyArray_DATA(gs), PyArray_DATA(*dw));
+                            PyArray_DATA(gs), PyArray_DATA(*dw), threads);
         status = 0;
     }
     Py_XDECREF(xs);

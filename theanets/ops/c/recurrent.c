@@ -14,17 +14,13 @@
  * (thn_batch_parallel). The per-step products use weights packed once per call
  * (thn_panels): at these sizes BLAS packs the weights again at every call, and
  * its threads must meet at every step. After the loop, the weight gradients are
- * one BLAS product over all steps. Backpropagation runs over the last `window`
- * steps only (bptt_limit): earlier steps get zero gradients, and so do the
- * initial states unless the window covers every step.
+ * BLAS products over all steps, split among the threads. Backpropagation runs
+ * over the last `window` steps only (bptt_limit): earlier steps get zero
+ * gradients, and so do the initial states unless the window covers every step.
  */
 
 /* ---- recurrent ---------------------------------------------------------------- */
 
-#include <thread>
-#include <vector>
-
-enum thn_cell { THN_RNN = 0, THN_GRU = 1, THN_MUT1 = 2, THN_RRNN = 3, THN_LSTM = 4, THN_MRNN = 5 };
 enum thn_act { THN_LINEAR = 0, THN_RELU = 1, THN_TANH = 2, THN_LOGISTIC = 3 };
 
 #define THN_REC_MAX 16
@@ -33,7 +29,7 @@ enum thn_act { THN_LINEAR = 0, THN_RELU = 1, THN_TANH = 2, THN_LOGISTIC = 3 };
  * step t of a sequence is at in[k] + t * ts[k] + b * bs[k] (elements), row b of
  * a (batch, n) state at in[k] + b * bs[k], where bs[k] = 0 for one row shared
  * by the whole batch. An absent output gradient reads as zeros (all strides 0);
- * a "-" slot of the layout is NULL. Outputs are C-contiguous. */
+ * a "-name" slot of the layout is NULL. Outputs are C-contiguous. */
 struct thn_rec_args {
     int steps, batch, n;  /* T, B, n */
     int factors;          /* F (mrnn) */
@@ -69,26 +65,12 @@ struct thn_scratch {
     ~thn_scratch() { free(p); }
 };
 
-/* ---- threads ----------------------------------------------------------------------
- * Run body(b0, b1, chunk) on chunks of the batch rows [b0, b1), at least one
- * row block (8 rows) each, on up to a.threads threads: the caller runs chunk 0,
- * the others run on threads started here and joined before returning. */
+/* body(b0, b1, chunk) on chunks of the batch rows, one row block (8) or more each:
+ * the sequences are independent, so each thread runs the whole time loop on its
+ * rows, with no synchronization between steps (thn_parallel, parallel.c). */
 template <class F>
 static void thn_batch_parallel(const thn_rec_args& a, F body) {
-    const int B = a.batch, blocks = (B + 7) / 8;
-    const int chunks = a.threads < 2 || blocks < 2 ? 1 : a.threads < blocks ? a.threads : blocks;
-    const int size = (blocks + chunks - 1) / chunks * 8;
-    std::vector<std::thread> workers;
-    for (int c = 1; c * size < B; ++c) {
-        const int b0 = c * size, b1 = b0 + size < B ? b0 + size : B;
-        try {
-            workers.emplace_back(body, b0, b1, c);
-        } catch (...) {  /* no thread to be had: run the chunk here */
-            body(b0, b1, c);
-        }
-    }
-    body(0, size < B ? size : B, 0);
-    for (size_t k = 0; k < workers.size(); ++k) workers[k].join();
+    thn_parallel(a.batch, 8, a.threads, body);
 }
 
 /* ---- per-step products --------------------------------------------------------------
@@ -260,16 +242,19 @@ static void thn_state_grad(const thn_rec_args& a, int k, const T* carry, T* out)
         for (int j = 0; j < n; ++j) out[j] += carry[(npy_intp)b * n + j];
 }
 
-/* dw (rows, cols; ld ldw) = sum over the window of l_t^T g_t (BLAS), where l_t
- * and g_t hold B rows (ld ldl, ldg) at l + t B ldl and g + t B ldg. */
+/* dw (rows, cols; ld ldw) = sum over the window of l_t^T g_t, where l_t and g_t
+ * hold B rows (ld ldl, ldg) at l + t B ldl and g + t B ldg: BLAS products,
+ * split among the threads by rows of dw. */
 template <typename T>
 static void thn_window_grad(const thn_rec_args& a, const T* l, int ldl, const T* g, int ldg,
                             int rows, int cols, T* dw, int ldw) {
     const npy_intp first = a.steps - a.window, B = a.batch;
-    for (int i = 0; i < rows; ++i) memset(dw + (npy_intp)i * ldw, 0, cols * sizeof(T));
-    if (a.window > 0 && B > 0)
-        thn_gemm(true, false, rows, cols, (int)(a.window * B), (T)1, l + first * B * ldl, ldl,
-                 g + first * B * ldg, ldg, (T)1, dw, ldw);
+    thn_parallel(rows, 8, a.threads, [&](int r0, int r1, int) {
+        for (int i = r0; i < r1; ++i) memset(dw + (npy_intp)i * ldw, 0, cols * sizeof(T));
+        if (a.window > 0 && B > 0)
+            thn_gemm(true, false, r1 - r0, cols, (int)(a.window * B), (T)1, l + first * B * ldl + r0,
+                     ldl, g + first * B * ldg, ldg, (T)1, dw + (npy_intp)r0 * ldw, ldw);
+    });
 }
 
 /* The same with l_t = h_{t-1}, h_{-1} = h0 (B, n). */
@@ -724,24 +709,6 @@ static int thn_mrnn_backward(const thn_rec_args& a) {
     return 0;
 }
 
-template <typename T>
-static int thn_rec_run(int cell, bool backward, const thn_rec_args& a) {
-    switch (cell * 2 + backward) {
-        case 0: return thn_rnn_forward<T>(a);
-        case 1: return thn_rnn_backward<T>(a);
-        case 2: return thn_gated_forward<T, true, false>(a);
-        case 3: return thn_gated_backward<T, true, false>(a);
-        case 4: return thn_gated_forward<T, true, true>(a);
-        case 5: return thn_gated_backward<T, true, true>(a);
-        case 6: return thn_gated_forward<T, false, true>(a);
-        case 7: return thn_gated_backward<T, false, true>(a);
-        case 8: return thn_lstm_forward<T>(a);
-        case 9: return thn_lstm_backward<T>(a);
-        case 10: return thn_mrnn_forward<T>(a);
-        default: return thn_mrnn_backward<T>(a);
-    }
-}
-
 /* ---- entry point ------------------------------------------------------------------------
  * A layout string lists an op's arrays in order, separated by spaces, each as
  * "name:dims", e.g. "~xproj:T,B,4n hh:n,4n h0:b,n gh?:T,B,n dh0:=h0". A dim is
@@ -749,8 +716,8 @@ static int thn_rec_run(int cell, bool backward, const thn_rec_args& a) {
  * whole batch), K (T when the op keeps its cache for every step, else 1) or kn
  * (k times the number of units n). A leading "~" lets the kernel read the array
  * through strides, a trailing "?" accepts an empty array for "no gradient", and
- * "=name" gives an output the shape of input `name`. "-" is a slot without an
- * array (NULL in the kernel's arguments). T, B, F and n are read from the first
+ * "=name" gives an output the shape of input `name`. "-name" is a slot without
+ * an array (NULL in the kernel's arguments). T, B, F and n are read from the first
  * array that has them as a plain dim. */
 
 struct thn_dims {
@@ -776,7 +743,7 @@ static bool thn_next_entry(const char** p, thn_entry* e) {
     e->name = s;
     while (*s && *s != ':' && *s != '?' && *s != ' ') ++s;
     e->name_len = (int)(s - e->name);
-    e->slot_only = e->name_len == 1 && e->name[0] == '-';
+    e->slot_only = e->name[0] == '-';
     e->optional = *s == '?';
     s += e->optional;
     s += *s == ':';
@@ -859,10 +826,13 @@ static PyArrayObject* thn_readable(PyArrayObject* x, bool strided) {
     return (PyArrayObject*)PyArray_NewCopy(x, NPY_CORDER);
 }
 
+typedef int (*thn_kernel)(const thn_rec_args&);
+
 /* Check the arrays `in` of op `op` against the layout `inputs`, make the
- * outputs `out` of layout `outputs`, and run the kernel of `cell`.
+ * outputs `out` of layout `outputs`, and run `kernel` (the op's C code names
+ * one instantiation, so that its module compiles that one only).
  * 0, or -1 with a Python error set. */
-static int thn_recurrent(const char* op, int cell, bool backward, const char* inputs,
+static int thn_recurrent(const char* op, thn_kernel kernel, const char* inputs,
                          const char* outputs, int act, int bptt, int keep, int threads,
                          PyArrayObject** in, PyArrayObject*** out) {
     thn_dims d = {-1, -1, -1, -1, -1};
@@ -927,12 +897,14 @@ static int thn_recurrent(const char* op, int cell, bool backward, const char* in
     a.factors = (int)d.F;
     a.act = act;
     a.keep = keep;
-    a.threads = threads;
     a.window = bptt < 0 || bptt > a.steps ? a.steps : bptt;
-    if (typenum == NPY_FLOAT32 ? thn_rec_run<float>(cell, backward, a)
-                               : thn_rec_run<double>(cell, backward, a)) {
-        PyErr_NoMemory();
-        goto done;
+    {
+        thn_threads guard(threads);
+        a.threads = guard.count;
+        if (kernel(a)) {
+            PyErr_NoMemory();
+            goto done;
+        }
     }
     status = 0;
 done:
