@@ -89,6 +89,9 @@ def portable():
     return os.environ.get('THEANETS_PORTABLE', '0') not in ('', '0')
 
 
+_AVX512_FLAGS = ('-mavx512', '-mevex512', '-mavx10')
+
+
 def _target_flags():
     x86 = platform.machine().lower() in ('x86_64', 'amd64')
     return ['-mno-avx512f'] if portable() and x86 else []
@@ -146,8 +149,21 @@ class CSourceOp(COp):
         return _digest(type(self).__module__, tuple(self.C_SOURCES))
 
     def c_compile_args(self, **kwargs):
-        args = ['-fopenmp-simd'] + _target_flags()
+        # -fno-trapping-math: without AVX-512 (no masked vector instructions), GCC
+        # vectorizes the branch-free selects of thn_exp & co. only when comparisons
+        # may not trap; the ops never rely on floating-point traps
+        args = ['-fopenmp-simd', '-fno-trapping-math'] + _target_flags()
         return args + (blas_flags()[2] if self.USES_BLAS else [])
+
+    def c_no_compile_args(self, c_compiler=None, **kwargs):
+        """On the portable path, drop the AVX-512 flags PyTensor adds for this CPU.
+
+        PyTensor puts its own flags (``-march=...``, ``-mavx512f``...) after the
+        ops' ``c_compile_args``, so ``-mno-avx512f`` alone would be overridden.
+        """
+        if not portable() or c_compiler is None:
+            return []
+        return [f for f in c_compiler.compile_args() if f.startswith(_AVX512_FLAGS)]
 
     def c_libraries(self, **kwargs):
         return blas_flags()[0] if self.USES_BLAS else []
