@@ -191,17 +191,24 @@ static void thn_act_rows(int b0, int b1, int n, thn_rows<T> x, npy_intp t, T* pr
     }
 }
 
-/* d[b, j] = d[b, j] act'(pre, out) + g[t, b, j] for rows b0 <= b < b1 (d: ld ldd) */
+/* d[b, j] = e[b, j] act'(pre, out) + g[t, b, j] for rows b0 <= b < b1 (d: ld ldd), where
+ * e = carry + gh[t] (the gradient arriving at the state) or, without carry, d itself */
 template <int ACT, typename T>
-static void thn_dact_rows(int b0, int b1, int n, const T* pre, const T* out, thn_rows<T> g,
-                          npy_intp t, T* d, int ldd) {
+static void thn_dact_rows(int b0, int b1, int n, const T* carry, thn_rows<T> gh, const T* pre,
+                          const T* out, thn_rows<T> g, npy_intp t, T* d, int ldd) {
     for (int b = b0; b < b1; ++b) {
         const T* __restrict p = pre + (npy_intp)b * n;
         const T* __restrict o = out + (npy_intp)b * n;
-        const T* __restrict gr = g(t, b);
+        const T *__restrict gr = g(t, b), *__restrict ghr = gh(t, b);
+        const T* __restrict c = carry ? carry + (npy_intp)b * n : NULL;
         T* __restrict dr = d + (npy_intp)b * ldd;
+        if (c) {
 #pragma omp simd
-        for (int j = 0; j < n; ++j) dr[j] = dr[j] * thn_dact<ACT>(p[j], o[j]) + gr[j];
+            for (int j = 0; j < n; ++j) dr[j] = (c[j] + ghr[j]) * thn_dact<ACT>(p[j], o[j]) + gr[j];
+        } else {
+#pragma omp simd
+            for (int j = 0; j < n; ++j) dr[j] = dr[j] * thn_dact<ACT>(p[j], o[j]) + gr[j];
+        }
     }
 }
 
@@ -315,13 +322,8 @@ static int thn_rnn_backward(const thn_rec_args& a) {
     thn_batch_parallel(a, [&](int b0, int b1, int) {
         for (npy_intp t = a.steps - 1; t >= first; --t) {
             T* d = dx + t * Bn;
-            for (int b = b0; b < b1; ++b) {
-                const T *__restrict g = gh(t, b), *__restrict c = carry + (npy_intp)b * n;
-                T* __restrict dr = d + (npy_intp)b * n;
-#pragma omp simd
-                for (int j = 0; j < n; ++j) dr[j] = c[j] + g[j];
-            }
-            THN_ACT_SWITCH(a.act, thn_dact_rows, (b0, b1, n, pre + t * Bn, h + t * Bn, gpre, t, d, n))
+            THN_ACT_SWITCH(a.act, thn_dact_rows,
+                           (b0, b1, n, carry, gh, pre + t * Bn, h + t * Bn, gpre, t, d, n))
             thn_panels_mul(hhT, b1 - b0, d + b0 * n, n, carry + b0 * n, n, false);
         }
     });
@@ -459,7 +461,8 @@ static int thn_gated_backward(const thn_rec_args& a) {
                     c[j] = dh * ((T)1 - zb[j]);
                 }
             }
-            THN_ACT_SWITCH(a.act, thn_dact_rows, (b0, b1, n, pre + o, hid + o, gpre, t, d, G))
+            THN_ACT_SWITCH(a.act, thn_dact_rows,
+                           (b0, b1, n, (const T*)NULL, gpre, pre + o, hid + o, gpre, t, d, G))
             thn_panels_mul(hhT, b1 - b0, d + b0 * G, G, drh + b0 * n, n, false);
             for (int b = b0; b < b1; ++b) {
                 const T* __restrict rb = RESET ? cache + 2 * (o + (npy_intp)b * n) : NULL;
@@ -681,13 +684,8 @@ static int thn_mrnn_backward(const thn_rec_args& a) {
     thn_batch_parallel(a, [&](int b0, int b1, int) {
         for (npy_intp t = a.steps - 1; t >= first; --t) {
             T *d = dx + t * Bn, *e = dq + t * BF;
-            for (int b = b0; b < b1; ++b) {
-                const T *__restrict g = gh(t, b), *__restrict c = carry + (npy_intp)b * n;
-                T* __restrict dr = d + (npy_intp)b * n;
-#pragma omp simd
-                for (int j = 0; j < n; ++j) dr[j] = c[j] + g[j];
-            }
-            THN_ACT_SWITCH(a.act, thn_dact_rows, (b0, b1, n, pre + t * Bn, h + t * Bn, gpre, t, d, n))
+            THN_ACT_SWITCH(a.act, thn_dact_rows,
+                           (b0, b1, n, carry, gh, pre + t * Bn, h + t * Bn, gpre, t, d, n))
             thn_panels_mul(fhT, b1 - b0, d + b0 * n, n, e + b0 * F, F, false);
             for (int b = b0; b < b1; ++b) {
                 const T *__restrict g = gfac(t, b), *__restrict xr = xf(t, b);
