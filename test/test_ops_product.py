@@ -31,7 +31,7 @@ def views(x):
 
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])
 @pytest.mark.parametrize('view', ['plain', 'swapped', 'reversed'])
-def test_products_and_gradients_in_c_numpy_and_jax(dtype, view, c_mode, jax_mode):
+def test_products_and_gradients_in_c_numpy_and_jax(dtype, view, c_mode, jax_mode):  # noqa: F811 (fixture)
     x, w = pt.tensor3('x', dtype=dtype), pt.matrix('w', dtype=dtype)
     xv = views(x)[view]
     y = dot_last(xv, w)
@@ -50,7 +50,6 @@ def test_products_and_gradients_in_c_numpy_and_jax(dtype, view, c_mode, jax_mode
 
 
 def test_second_derivatives(c_mode):
-    x, w = pt.tensor3('x', dtype='float64'), pt.matrix('w', dtype='float64')
     rng = np.random.RandomState(1)
 
     def cost(x, w):
@@ -87,3 +86,14 @@ def test_blas_threads_are_restored(monkeypatch):
     out = fn(np.ones((4, 64, 8), 'f'), np.ones((8, 3), 'f'))
     np.testing.assert_array_equal(out, 8)
     assert lib.scipy_openblas_get_num_threads() == before
+
+
+def test_output_shapes_are_inferred():
+    x, w = pt.tensor3('x'), pt.matrix('w')
+    y = dot_last(x, w)
+    shapes = [y.shape, pytensor.grad(y.sum(), w).shape]
+    fn = pytensor.function([x, w], shapes, mode='CVM')
+    assert not [n for n in fn.maker.fgraph.toposort() if isinstance(n.op, (DotLastOp,
+                                                                         DotLeadingOp))]
+    assert [tuple(s) for s in fn(np.zeros((2, 3, 4), 'f'), np.zeros((4, 5), 'f'))] == [
+        (2, 3, 5), (4, 5)]

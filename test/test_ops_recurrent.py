@@ -157,7 +157,7 @@ def c_mode(request, monkeypatch):
 # ---- values and gradients of the three faces ---------------------------------------------------
 
 @pytest.mark.parametrize('cell, act', CASES)
-def test_c_numpy_and_jax_agree_with_the_loops(cell, act, jax_mode):
+def test_c_numpy_and_jax_agree_with_the_loops(cell, act, jax_mode):  # noqa: F811 (fixture)
     vals = values(cell, np.random.RandomState(1))
     c, count = outputs_and_grads(cell, vals, act, get_mode('CVM'), 'float32')
     assert_all_close(c[:count], reference(cell, vals, act), 'float32', 'C vs loops')
@@ -168,7 +168,7 @@ def test_c_numpy_and_jax_agree_with_the_loops(cell, act, jax_mode):
 
 
 @pytest.mark.parametrize('cell', CELLS)
-def test_float64_truncated_gradients_and_a_shared_initial_state(cell, c_mode, jax_mode):
+def test_float64_truncated_gradients_and_a_shared_initial_state(cell, c_mode, jax_mode):  # noqa: F811 (fixture)
     vals = values(cell, np.random.RandomState(2), shared_state=True)
     c, count = outputs_and_grads(cell, vals, 'tanh', c_mode, bptt_limit=2)
     assert_all_close(c[:count], reference(cell, vals, 'tanh'), 'float64', 'C vs loops')
@@ -346,3 +346,16 @@ def test_ops_compare_by_their_settings_and_pickle():
     assert a != rec.RecurrentOp('gru', 'logistic', 3, keep_cache=False)
     assert pickle.loads(pickle.dumps(a)) == a
     assert rec.RecurrentGradOp('lstm') == pickle.loads(pickle.dumps(rec.RecurrentGradOp('lstm')))
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_output_shapes_are_inferred_without_running_the_loop(cell):
+    vals = values(cell, np.random.RandomState(10))
+    syms = symbols(vals, 'float32')
+    outs = call(cell, syms, 'tanh')
+    grads = pytensor.grad(outs[0].sum(), syms)
+    fn = pytensor.function(syms, [o.shape for o in list(outs) + grads], mode='CVM')
+    assert not [n for n in fn.maker.fgraph.toposort() if isinstance(n.op, rec._RecurrentBase)]
+    shapes = fn(*[np.asarray(v, 'float32') for v in vals])
+    expected = [o.shape for o in reference(cell, vals, 'tanh')] + [v.shape for v in vals]
+    assert [tuple(s) for s in shapes] == expected

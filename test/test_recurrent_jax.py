@@ -47,7 +47,7 @@ def output(net, x):
 
 
 @pytest.mark.parametrize('form, extra, model', CASES, ids=[c[0] for c in CASES])
-def test_jax_mode_trains_and_predicts_as_c_mode(form, extra, model, jax_mode, restore_mode):
+def test_jax_mode_trains_and_predicts_as_c_mode(form, extra, model, jax_mode, restore_mode):  # noqa: F811 (fixture)
     build, data = model_and_data(model, dict(form=form, size=N, **extra))
     theanets.backend.set_mode('CVM')
     c_net = build()

@@ -61,7 +61,8 @@ class DotLastOp(_ProductOp):
         shape = x.type.shape[:2] + w.type.shape[1:]
         return Apply(self, [x, w], [TensorType(x.dtype, shape=shape)()])
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):  # (fgraph, node, shapes) in PyTensor 3.0, (node, shapes) later
+        shapes = args[-1]
         return [shapes[0][:2] + shapes[1][1:]]
 
     def perform(self, node, inputs, outputs, params=None):
@@ -88,7 +89,8 @@ class DotLeadingOp(_ProductOp):
         return Apply(self, [x, g], [TensorType(x.dtype, shape=(x.type.shape[2],
                                                              g.type.shape[2]))()])
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):  # (fgraph, node, shapes) in PyTensor 3.0, (node, shapes) later
+        shapes = args[-1]
         return [(shapes[0][2], shapes[1][2])]
 
     def perform(self, node, inputs, outputs, params=None):

@@ -1,46 +1,56 @@
-r"""Recurrent time loops in one op each: RNN, GRU and LSTM, forward and backward.
+r"""Recurrent time loops in one op each, forward and backward.
 
 A recurrent layer built on :func:`pytensor.scan` spends most of its time in the
-per-step machinery of scan. The ops here run the whole time loop of an RNN,
-GRU or LSTM layer at once, and their gradient op runs backpropagation through
-time over the whole sequence. Each op has three faces (see :mod:`.base`):
+per-step machinery of scan, and PyTensor's JAX backend cannot differentiate
+scan. The ops here run the whole time loop of a recurrent layer at once, and
+their gradient op runs backpropagation through time over the whole sequence.
+Each op has three faces (see :mod:`.base`):
 
-- C++ in ``c/recurrent.c``: per step one matrix product with the recurrent
-  weights (BLAS) and one vectorized pass over the batch for the gates;
-  backward, the weight gradients are one product over all steps after the loop;
+- C++ in ``c/recurrent.c``: per step, a product of a block of batch rows with
+  the recurrent weights (packed once per call) and vectorized passes for the
+  gates, the batch split among threads; the weight gradients are BLAS products
+  over all steps after the loop;
 - a NumPy ``perform``, the reference;
-- a JAX twin, the same step functions run by :func:`jax.lax.scan`.
+- a JAX twin: the same step functions run by :func:`jax.lax.scan`.
 
-The step functions below are written once against an array module ``xp``
-(NumPy or ``jax.numpy``) and serve both the NumPy loop and ``lax.scan``.
+The step functions are written once against an array module ``xp`` (NumPy or
+``jax.numpy``), and serve the NumPy loop, ``lax.scan`` and, for activations
+the ops lack, :func:`pytensor.scan` (with ``xp`` = ``pytensor.tensor``).
 
 The input projection ``x . W + b`` of all steps is one product outside the
 ops: they take the projected inputs time-major, ``xproj`` (T, B, k n) for
-``T`` steps, ``B`` sequences and ``n`` units, read through their strides (so a
+``T`` steps, ``B`` sequences and ``n`` units, read through their strides (a
 reversed or transposed view costs no copy). Per step, with ``x = xproj[t]``:
 
-RNN::
+RNN (``rnn``)::
 
     pre_t = x + h_{t-1} . hh,   h_t = g(pre_t)
 
-GRU (``x`` blocks [candidate, reset, rate])::
+GRU (``gru``; ``x`` blocks [candidate, reset, rate])::
 
     r = sigmoid(x_r + h_{t-1} . hr),   z = sigmoid(x_z + h_{t-1} . hz)
     pre_t = x_h + (r * h_{t-1}) . hh,  hid_t = g(pre_t),  h_t = (1 - z) h_{t-1} + z hid_t
 
-LSTM (Graves 2013, diagonal peepholes; blocks [input, forget, cell, output])::
+``mut1`` is the GRU with a rate ``z`` given for every step (no ``hz``), and
+``rrnn`` the same without reset gate (``r = 1``, no ``hr``).
+
+LSTM (``lstm``; Graves 2013, diagonal peepholes; blocks [input, forget, cell, output])::
 
     i = sigmoid(x_i + h_{t-1} . hh_i + c_{t-1} * ci)
     f = sigmoid(x_f + h_{t-1} . hh_f + c_{t-1} * cf)
     c_t = f * c_{t-1} + i * tanh(x_c + h_{t-1} . hh_c)
     o = sigmoid(x_o + h_{t-1} . hh_o + c_t * co),   h_t = o * tanh(c_t)
 
+MRNN (``mrnn``; F factors)::
+
+    f_t = xfac_t * (h_{t-1} . hf),   pre_t = x + f_t . fh,   h_t = g(pre_t)
+
 ``g`` is one of :data:`ACTIVATIONS`. ``bptt_limit`` > 0 truncates
 backpropagation to the last ``bptt_limit`` steps, as ``scan``'s
 ``truncate_gradient`` does: earlier steps, and the initial states, get zero
-gradients. Forward ops of the GRU and LSTM also return a cache of gate values
-for their gradient op; where nothing reads it (e.g. in prediction functions) a
-rewrite keeps only one step of it. Only first derivatives are implemented.
+gradients. Forward ops with a ``cache`` output (gate values for the gradient
+op) keep only one step of it where nothing reads it (e.g. in prediction
+functions), by a rewrite. Only first derivatives are implemented.
 """
 
 import numpy as np
@@ -66,7 +76,7 @@ _CANONICAL = {'rect:max': 'relu', 'sigmoid': 'logistic'}
 
 
 def supports_activation(name):
-    """Whether the ops compute activation ``name`` (for :func:`rnn` and :func:`gru`).
+    """Whether the ops compute activation ``name`` (for every cell but lstm and mut1).
 
     Parameters
     ----------
@@ -88,7 +98,7 @@ def _sigmoid(xp, x):
 
 
 def _act(xp, name, x):
-    if callable(name):  # any activation, in the scan form (see _scan_form)
+    if callable(name):  # any activation, run by pytensor.scan (see _run)
         return name(x)
     if name == 'relu':
         return xp.maximum(x, 0)
@@ -439,7 +449,8 @@ class _RecurrentBase(CSourceOp):
         return [names.index(dims[0][1:]) if dims[0].startswith('=') else
                 tuple(_dim(d, env) for d in dims) for _, _, dims in self._outputs()]
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):  # (fgraph, node, shapes) in PyTensor 3.0, (node, shapes) later
+        shapes = args[-1]
         return [shapes[s] if isinstance(s, int) else s for s in self._output_shapes(shapes)]
 
     def _check(self, inputs):
@@ -668,10 +679,7 @@ def gru(xproj, hh, hr, hz, h0=None, activation='tanh', bptt_limit=-1):
 
 
 def mut1(xproj, rate, hh, hr, h0=None, bptt_limit=-1):
-    """GRU loop with a rate that does not depend on the state (the MUT1 unit).
-
-    ``r = sigmoid(x_r + h_{t-1} . hr)``, ``pre = x_h + (r * h_{t-1}) . hh``,
-    ``hid = tanh(pre)``, ``h_t = (1 - rate_t) h_{t-1} + rate_t hid``.
+    """GRU loop (module docstring) with ``z = rate`` and ``g = tanh``: the MUT1 unit.
 
     Parameters
     ----------
@@ -689,9 +697,7 @@ def mut1(xproj, rate, hh, hr, h0=None, bptt_limit=-1):
 
 
 def rrnn(xproj, rate, hh, h0=None, activation='tanh', bptt_limit=-1):
-    """Recurrent loop with rates: ``h_t = (1 - rate_t) h_{t-1} + rate_t g(pre_t)``.
-
-    ``pre_t = xproj_t + h_{t-1} . hh``.
+    """GRU loop (module docstring) with ``z = rate`` and ``r = 1``: an RNN with rates.
 
     Parameters
     ----------
@@ -729,9 +735,7 @@ def lstm(xproj, hh, ci, cf, co, h0=None, c0=None, bptt_limit=-1):
 
 
 def mrnn(xproj, xfac, hf, fh, h0=None, activation='tanh', bptt_limit=-1):
-    """Multiplicative recurrent loop: ``f_t = xfac_t * (h_{t-1} . hf)``, ``pre_t = xproj_t + f_t . fh``.
-
-    ``h_t = g(pre_t)``.
+    """Multiplicative recurrent loop (module docstring).
 
     Parameters
     ----------
