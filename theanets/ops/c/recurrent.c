@@ -101,15 +101,18 @@ static thn_panels<T> thn_panels_at(int K, int N, T* buffer) {
     return w;
 }
 
-/* w[row0 + k, col0 + j] = src[k, j] (or src[j, k] when trans) for k < rows, j < cols */
+/* w[row0 + k, col0 + j] = src[k, j] (or src[j, k] when trans) for k < rows, j < cols,
+ * reading src row by row */
 template <typename T>
 static void thn_pack(thn_panels<T>& w, int row0, int col0, const T* src, npy_intp ld, int rows,
                      int cols, bool trans) {
     const int PW = thn_panels<T>::PW;
-    for (int j = 0; j < cols; ++j) {
-        const int c = col0 + j;
-        T* dst = w.p + ((npy_intp)(c / PW) * w.K + row0) * PW + c % PW;
-        for (int k = 0; k < rows; ++k) dst[(npy_intp)k * PW] = trans ? src[j * ld + k] : src[k * ld + j];
+    for (int i = 0; i < (trans ? cols : rows); ++i) {
+        const T* __restrict s = src + i * ld;
+        for (int e = 0; e < (trans ? rows : cols); ++e) {  /* element (k, j) of w's block */
+            const int k = trans ? e : i, c = col0 + (trans ? i : e);
+            w.p[((npy_intp)(c / PW) * w.K + row0 + k) * PW + c % PW] = s[e];
+        }
     }
 }
 
