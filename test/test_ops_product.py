@@ -31,13 +31,15 @@ def views(x):
 
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])
 @pytest.mark.parametrize('view', ['plain', 'swapped', 'reversed'])
-def test_products_and_gradients_in_c_numpy_and_jax(dtype, view, c_mode, jax_mode):  # noqa: F811 (fixture)
+@pytest.mark.parametrize('n, k', [(4, 37), (37, 4)])
+def test_products_and_gradients_in_c_numpy_and_jax(dtype, view, n, k, c_mode,
+                                                   jax_mode):  # noqa: F811 (fixture)
     x, w = pt.tensor3('x', dtype=dtype), pt.matrix('w', dtype=dtype)
     xv = views(x)[view]
     y = dot_last(xv, w)
     cost = (y.dimshuffle(1, 0, 2) ** 2).sum()   # the gradient arrives as a swapped view
     rng = np.random.RandomState(0)
-    args = [rng.randn(3, 20, 4).astype(dtype), rng.randn(4, 37).astype(dtype)]
+    args = [rng.randn(3, 20, n).astype(dtype), rng.randn(n, k).astype(dtype)]
     results = [pytensor.function([x, w], [y] + pytensor.grad(cost, [x, w]), mode=m)(*args)
                for m in (c_mode, PY_MODE, 'JAX')]
     x_view = {'plain': args[0], 'swapped': args[0].transpose(1, 0, 2),

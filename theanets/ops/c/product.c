@@ -94,7 +94,9 @@ static int thn_dot_leading(PyArrayObject* x, PyArrayObject* g, PyArrayObject** d
                  (long)PyArray_DIMS(x)[1]);
         return thn_shape_error("dot_leading", "g", g, want);
     }
-    const int swap = thn_swapped(g);  /* read both in g's order: copy x, the smaller, if needed */
+    /* read both in one order, the larger array's, so that at most the smaller is copied */
+    const int sx = thn_swapped(x), sg = thn_swapped(g);
+    const int swap = sx == sg || PyArray_SIZE(x) > PyArray_SIZE(g) ? sx : sg;
     PyArrayObject* xs = thn_rows_of(x, swap);
     PyArrayObject* gs = thn_rows_of(g, swap);
     const npy_intp dims[2] = {PyArray_DIMS(x)[2], PyArray_DIMS(g)[2]};
