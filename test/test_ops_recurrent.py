@@ -9,6 +9,7 @@ no AVX-512).
 """
 
 import logging
+import platform
 
 import numpy as np
 import pytest
@@ -359,3 +360,17 @@ def test_output_shapes_are_inferred_without_running_the_loop(cell):
     shapes = fn(*[np.asarray(v, 'float32') for v in vals])
     expected = [o.shape for o in reference(cell, vals, 'tanh')] + [v.shape for v in vals]
     assert [tuple(s) for s in shapes] == expected
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ('x86_64', 'amd64'),
+                    reason='the portable path drops AVX-512, an x86 feature')
+def test_the_portable_path_drops_every_avx512_flag(monkeypatch):
+    """PyTensor adds its -march flags after the ops' own: they must be removed, not overridden."""
+    from pytensor.link.c.cmodule import GCC_compiler
+    op = rec.RecurrentOp('rnn')
+    monkeypatch.setenv('THEANETS_PORTABLE', '1')
+    dropped = op.c_no_compile_args(c_compiler=GCC_compiler)
+    assert '-mno-avx512f' in op.c_compile_args(c_compiler=GCC_compiler)
+    assert all(f in dropped for f in GCC_compiler.compile_args() if f.startswith('-mavx512'))
+    monkeypatch.setenv('THEANETS_PORTABLE', '0')
+    assert op.c_no_compile_args(c_compiler=GCC_compiler) == []
