@@ -1,7 +1,15 @@
-"""Tests of the fused recurrent Ops (theanets.ops.recurrent)."""
+"""Tests of the recurrent ops (theanets.ops.recurrent): their C, NumPy and JAX faces agree.
 
-import os
-import pickle
+Forward outputs are checked against plain NumPy loops written here; gradients
+against ``pytensor.gradient.verify_grad`` (finite differences) and against
+PyTensor's own differentiation of the same loop run by ``scan`` (which is also
+the reference for ``bptt_limit``: scan's ``truncate_gradient``). The C tests
+run twice: compiled for this CPU and on the portable path (THEANETS_PORTABLE=1,
+no AVX-512).
+"""
+
+import logging
+import platform
 
 import numpy as np
 import pytest
@@ -9,493 +17,360 @@ import pytest
 import theanets  # noqa: F401  (sets PyTensor flags first)
 import pytensor
 import pytensor.tensor as pt
-from pytensor.compile.mode import Mode
+from pytensor.compile.mode import Mode, get_mode
+from pytensor.gradient import NullTypeGradError
 
 from theanets import backend
-from theanets.ops import recurrent as rec
+from theanets.ops import base, recurrent as rec
 
-PY_MODE = Mode(linker='py', optimizer='fast_compile')   # runs the Ops' perform
-REF_MODE = 'FAST_COMPILE'                               # quick compiles for scan references
+from jaxmode import jax_mode  # noqa: F401  (a fixture)
 
-T, B, N = 5, 3, 4
+PY_MODE = Mode(linker='py', optimizer='fast_compile')   # runs the ops' NumPy perform
+T, B, N, F = 5, 3, 4, 3
 
 
-# ---------------------------------------------------------------------------
-# NumPy step-by-step references (float64)
-# ---------------------------------------------------------------------------
+# ---- NumPy loops (float64) -------------------------------------------------------------------
 
 def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-ACT = {
-    'linear': lambda z: z,
-    'relu': lambda z: np.maximum(z, 0),
-    'tanh': np.tanh,
-    'logistic': sigmoid,
-    'sigmoid': sigmoid,
-}
+ACT = {'linear': lambda z: z, 'relu': lambda z: np.maximum(z, 0), 'tanh': np.tanh,
+       'logistic': sigmoid}
 
 
-def np_lstm(x, hh, ci, cf, co, h0, c0):
-    n = hh.shape[0]
-    h, c, hs, cs = h0, c0, [], []
-    for xt in x:
-        g = xt + h @ hh
+def ref_rnn(x, hh, h0, act):
+    h, outs = h0, []
+    for x_t in x:
+        pre = x_t + h @ hh
+        h = ACT[act](pre)
+        outs.append((h, pre))
+    return outs
+
+
+def ref_gated(x, rate, hh, hr, hz, h0, act):
+    """GRU (rate None), MUT1 (hz None), RRNN (hr and hz None)."""
+    n, h, outs = len(hh), h0, []
+    for t, x_t in enumerate(x):
+        r = sigmoid(x_t[:, n:2 * n] + h @ hr) if hr is not None else 1
+        z = sigmoid(x_t[:, 2 * n:] + h @ hz) if hz is not None else rate[t]
+        pre = x_t[:, :n] + (r * h) @ hh
+        hid = ACT[act](pre)
+        h = (1 - z) * h + z * hid
+        outs.append((h, pre, hid) + ((z,) if hz is not None else ()))
+    return outs
+
+
+def ref_lstm(x, hh, ci, cf, co, h0, c0):
+    n, h, c, outs = len(hh), h0, c0, []
+    for x_t in x:
+        g = x_t + h @ hh
         i = sigmoid(g[:, :n] + c * ci)
         f = sigmoid(g[:, n:2 * n] + c * cf)
         c = f * c + i * np.tanh(g[:, 2 * n:3 * n])
         o = sigmoid(g[:, 3 * n:] + c * co)
         h = o * np.tanh(c)
-        hs.append(h)
-        cs.append(c)
-    return np.array(hs), np.array(cs)
+        outs.append((h, c))
+    return outs
 
 
-def np_gru(x, hh, hr, hz, h0, act):
-    n = hh.shape[0]
+def ref_mrnn(x, xf, hf, fh, h0, act):
     h, outs = h0, []
-    for xt in x:
-        r = sigmoid(xt[:, n:2 * n] + h @ hr)
-        z = sigmoid(xt[:, 2 * n:] + h @ hz)
-        pre = xt[:, :n] + (r * h) @ hh
-        hid = ACT[act](pre)
-        h = (1 - z) * h + z * hid
-        outs.append((h, pre, hid, z))
-    return tuple(np.array(k) for k in zip(*outs))
-
-
-def np_rnn(x, hh, h0, act):
-    h, outs = h0, []
-    for xt in x:
-        pre = xt + h @ hh
+    for x_t, xf_t in zip(x, xf):
+        fac = xf_t * (h @ hf)
+        pre = x_t + fac @ fh
         h = ACT[act](pre)
-        outs.append((h, pre))
-    return tuple(np.array(k) for k in zip(*outs))
+        outs.append((h, pre, fac))
+    return outs
 
 
-# ---------------------------------------------------------------------------
-# problem set-up
-# ---------------------------------------------------------------------------
-
-def lstm_values(rng, nT=T, nB=B, n=N, dtype='float32'):
-    return [rng.randn(nT, nB, 4 * n), rng.randn(n, 4 * n) * 0.5,
-            rng.randn(n) * 0.5, rng.randn(n) * 0.5, rng.randn(n) * 0.5,
-            rng.randn(nB, n) * 0.5, rng.randn(nB, n) * 0.5]
-
-
-def gru_values(rng, nT=T, nB=B, n=N):
-    return [rng.randn(nT, nB, 3 * n), rng.randn(n, n) * 0.5, rng.randn(n, n) * 0.5,
-            rng.randn(n, n) * 0.5, rng.randn(nB, n) * 0.5]
-
-
-def rnn_values(rng, nT=T, nB=B, n=N):
-    return [rng.randn(nT, nB, n), rng.randn(n, n) * 0.5, rng.randn(nB, n) * 0.5]
+def values(cell, rng, steps=T, batch=B, n=N, shared_state=False):
+    """Random inputs of the public function of ``cell`` (float64)."""
+    def r(*shape):
+        return rng.randn(*shape) * 0.5
+    h0 = r(1 if shared_state else batch, n)
+    seq = (steps, batch)
+    return {
+        'rnn': [r(*seq, n), r(n, n), h0],
+        'gru': [r(*seq, 3 * n), r(n, n), r(n, n), r(n, n), h0],
+        'mut1': [r(*seq, 2 * n), sigmoid(r(*seq, n)), r(n, n), r(n, n), h0],
+        'rrnn': [r(*seq, n), sigmoid(r(*seq, n)), r(n, n), h0],
+        'lstm': [r(*seq, 4 * n), r(n, 4 * n), r(n), r(n), r(n), h0, r(batch, n)],
+        'mrnn': [r(*seq, n), r(*seq, F), r(n, F), r(F, n), h0],
+    }[cell]
 
 
-def symbols(values, dtype):
-    kinds = {1: pt.vector, 2: pt.matrix, 3: pt.tensor3}
-    return [kinds[v.ndim]('v{}'.format(k), dtype=dtype) for k, v in enumerate(values)]
+def reference(cell, v, act):
+    """The public function's outputs from the NumPy loops, stacked over time."""
+    outs = {
+        'rnn': lambda: ref_rnn(v[0], v[1], v[2], act),
+        'gru': lambda: ref_gated(v[0], None, v[1], v[2], v[3], v[4], act),
+        'mut1': lambda: ref_gated(v[0], v[1], v[2], v[3], None, v[4], 'tanh'),
+        'rrnn': lambda: ref_gated(v[0], v[1], v[2], None, None, v[3], act),
+        'lstm': lambda: ref_lstm(*v),
+        'mrnn': lambda: ref_mrnn(*v, act),
+    }[cell]()
+    return [np.array(k) for k in zip(*outs)]
 
 
-def cast(values, dtype):
-    return [np.asarray(v, dtype) for v in values]
+def call(cell, symbols, act, bptt_limit=-1):
+    kwargs = dict(bptt_limit=bptt_limit)
+    if cell not in ('lstm', 'mut1'):
+        kwargs['activation'] = act
+    return getattr(rec, cell)(*symbols, **kwargs)
 
 
-CELLS = {
-    # name: (values, fused, scan, numpy reference, number of outputs)
-    'lstm': (lstm_values, lambda a, act: rec.lstm(*a), lambda a, act: rec.lstm_scan(*a),
-             lambda v, act: np_lstm(*v)),
-    'gru': (gru_values, lambda a, act: rec.gru(*a, activation=act),
-            lambda a, act: rec.gru_scan(*a, activation=act),
-            lambda v, act: np_gru(*v, act)),
-    'rnn': (rnn_values, lambda a, act: rec.rnn(*a, activation=act),
-            lambda a, act: rec.rnn_scan(*a, activation=act),
-            lambda v, act: np_rnn(*v, act)),
-}
-
-CASES = [('lstm', None), ('gru', 'tanh'), ('gru', 'relu'), ('gru', 'logistic'),
-         ('gru', 'linear'), ('rnn', 'tanh'), ('rnn', 'relu'), ('rnn', 'sigmoid'),
-         ('rnn', 'linear')]
+def symbols(vals, dtype):
+    """Symbolic inputs; a (1, n) state gets the static shape that lets scan broadcast it."""
+    return [pt.tensor('v{}'.format(k), dtype=dtype, shape=(1, None) if v.ndim == 2 and
+                      v.shape[0] == 1 else (None,) * v.ndim) for k, v in enumerate(vals)]
 
 
-def weighted_cost(outputs, rng, use=None):
-    """sum_k <output_k, R_k> over the outputs selected by `use`."""
-    use = use or range(len(outputs))
-    total = 0
-    for k in use:
-        weights = rng.randn(T, B, N).astype(outputs[k].dtype)
-        total = total + (outputs[k] * weights).sum()
-    return total
+def outputs_and_grads(cell, vals, act, mode, dtype='float64', bptt_limit=-1):
+    """The function's outputs and the gradients of a weighted sum of them for every input."""
+    syms = symbols(vals, dtype)
+    outs = call(cell, syms, act, bptt_limit)
+    weights = np.random.RandomState(9)
+    cost = sum((o * weights.randn(*[T, B, F if name == 'fac' else N])).sum()
+               for o, name in zip(outs, ['h', 'pre', 'fac' if cell == 'mrnn' else 'hid', 'z']))
+    fn = pytensor.function(syms, list(outs) + pytensor.grad(cost, syms), mode=mode)
+    return fn(*[np.asarray(v, dtype) for v in vals]), len(outs)
 
 
-# ---------------------------------------------------------------------------
-# tests
-# ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize('cell,act', CASES)
-def test_forward_matches_numpy_and_scan(cell, act):
-    make, fused, scan, ref = CELLS[cell]
-    values = make(np.random.RandomState(1))
-    expected = ref(values, act)
-    v32 = cast(values, 'float32')
-    syms = symbols(v32, 'float32')
-    got_c = backend.function(syms, list(fused(syms, act)))(*v32)
-    got_py = pytensor.function(syms, list(fused(syms, act)), mode=PY_MODE)(*v32)
-    got_scan = pytensor.function(syms, list(scan(syms, act)), mode=REF_MODE)(*v32)
-    assert len(got_c) == len(expected)
-    for c, p, s, e in zip(got_c, got_py, got_scan, expected):
-        assert c.dtype == np.float32 and c.shape == e.shape
-        np.testing.assert_allclose(c, e, rtol=1e-5, atol=2e-6)
-        np.testing.assert_allclose(p, e, rtol=1e-5, atol=2e-6)
-        np.testing.assert_allclose(c, s, rtol=1e-5, atol=2e-6)
+def assert_all_close(actual, expected, dtype, what=''):
+    tol = dict(rtol=1e-6, atol=1e-7) if dtype == 'float64' else dict(rtol=2e-3, atol=2e-4)
+    for k, (a, e) in enumerate(zip(actual, expected)):
+        np.testing.assert_allclose(a, e, err_msg='{} #{}'.format(what, k), **tol)
 
 
-@pytest.mark.parametrize('cell,act', CASES)
-def test_gradients_match_scan(cell, act):
-    make, fused, scan, _ = CELLS[cell]
-    v32 = cast(make(np.random.RandomState(2)), 'float32')
-    syms = symbols(v32, 'float32')
-    f_cost = weighted_cost(fused(syms, act), np.random.RandomState(3))
-    s_cost = weighted_cost(scan(syms, act), np.random.RandomState(3))
-    got = backend.function(syms, pytensor.grad(f_cost, syms))(*v32)
-    got_py = pytensor.function(syms, pytensor.grad(f_cost, syms), mode=PY_MODE)(*v32)
-    want = pytensor.function(syms, pytensor.grad(s_cost, syms), mode=REF_MODE)(*v32)
-    for g, p, w, v in zip(got, got_py, want, v32):
-        assert g.shape == v.shape and g.dtype == np.float32
-        np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-5)
-        np.testing.assert_allclose(p, w, rtol=2e-4, atol=2e-5)
+CASES = [(cell, act) for cell in ('rnn', 'gru', 'rrnn', 'mrnn') for act in ACT] + [
+    ('lstm', 'tanh'), ('mut1', 'tanh')]
+CELLS = ['rnn', 'gru', 'mut1', 'rrnn', 'lstm', 'mrnn']
 
 
-@pytest.mark.parametrize('cell,act,use', [
-    ('lstm', None, [0]),         # h only: the cell output is disconnected
-    ('lstm', None, [1]),         # c only
-    ('gru', 'tanh', [0]),
-    ('gru', 'tanh', [2, 3]),     # hid and rate, not out
-    ('rnn', 'tanh', [1]),        # pre only
-])
-def test_gradients_with_some_outputs_unused(cell, act, use):
-    make, fused, scan, _ = CELLS[cell]
-    v32 = cast(make(np.random.RandomState(4)), 'float32')
-    syms = symbols(v32, 'float32')
-    f_cost = weighted_cost(fused(syms, act), np.random.RandomState(5), use)
-    s_cost = weighted_cost(scan(syms, act), np.random.RandomState(5), use)
-    got = backend.function(syms, pytensor.grad(f_cost, syms))(*v32)
-    want = pytensor.function(syms, pytensor.grad(s_cost, syms), mode=REF_MODE)(*v32)
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-5)
+@pytest.fixture(params=['default', 'portable'])
+def c_mode(request, monkeypatch):
+    """C mode, compiled for this CPU or on the portable path (no AVX-512)."""
+    monkeypatch.setenv('THEANETS_PORTABLE', '1' if request.param == 'portable' else '0')
+    return get_mode('CVM')
 
 
-@pytest.mark.parametrize('cell,act', [('lstm', None), ('gru', 'tanh'), ('gru', 'relu'),
-                                      ('rnn', 'logistic')])
-@pytest.mark.parametrize('mode', ['CVM', 'py'])
-def test_verify_grad_float64(cell, act, mode):
-    make, fused, _, _ = CELLS[cell]
-    values = make(np.random.RandomState(6), nT=3, nB=2, n=3)
-    if act == 'relu':   # keep the relu arguments away from the kink at 0
-        values[0] = values[0] + np.sign(values[0]) * 0.5
-    weights = [np.random.RandomState(7 + k).randn(3, 2, 3) for k in range(4)]
+# ---- values and gradients of the three faces ---------------------------------------------------
+
+@pytest.mark.parametrize('cell, act', CASES)
+def test_c_numpy_and_jax_agree_with_the_loops(cell, act, jax_mode):  # noqa: F811 (fixture)
+    vals = values(cell, np.random.RandomState(1))
+    c, count = outputs_and_grads(cell, vals, act, get_mode('CVM'), 'float32')
+    assert_all_close(c[:count], reference(cell, vals, act), 'float32', 'C vs loops')
+    assert_all_close(c, outputs_and_grads(cell, vals, act, PY_MODE, 'float32')[0], 'float32',
+                     'C vs NumPy')
+    assert_all_close(c, outputs_and_grads(cell, vals, act, jax_mode, 'float32')[0], 'float32',
+                     'C vs JAX')
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_float64_truncated_gradients_and_a_shared_initial_state(cell, c_mode, jax_mode):  # noqa: F811 (fixture)
+    vals = values(cell, np.random.RandomState(2), shared_state=True)
+    c, count = outputs_and_grads(cell, vals, 'tanh', c_mode, bptt_limit=2)
+    assert_all_close(c[:count], reference(cell, vals, 'tanh'), 'float64', 'C vs loops')
+    grads = c[count:]
+    assert grads[-1 if cell != 'lstm' else -2].shape == (1, N)   # the shared state's gradient
+    np.testing.assert_array_equal(grads[-1], 0)   # truncated before the first step
+    for mode in (PY_MODE, jax_mode):
+        assert_all_close(c, outputs_and_grads(cell, vals, 'tanh', mode, bptt_limit=2)[0],
+                         'float64', str(mode))
+
+
+@pytest.mark.parametrize('cell', ['rnn', 'gru', 'rrnn', 'mrnn'])
+@pytest.mark.parametrize('bptt_limit', [-1, 2])
+def test_gradients_match_scan(cell, bptt_limit, c_mode):
+    """scan runs the same step function with any activation; PyTensor differentiates it."""
+    vals = values(cell, np.random.RandomState(3))
+    ops, _ = outputs_and_grads(cell, vals, 'relu', c_mode, bptt_limit=bptt_limit)
+    scanned, _ = outputs_and_grads(cell, vals, lambda z: pt.maximum(z, 0), 'FAST_COMPILE',
+                                   bptt_limit=bptt_limit)
+    assert_all_close(ops, scanned, 'float64', 'ops vs scan')
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_verify_grad(cell, c_mode):
+    rng = np.random.RandomState(4)
+    vals = values(cell, rng, steps=3, batch=2, n=3)
+    weights = [rng.randn(3, 2, F if (cell == 'mrnn' and k == 2) else 3) for k in range(4)]
 
     def cost(*args):
-        outs = fused(list(args), act)
-        return sum((o * w).sum() for o, w in zip(outs, weights))
-
-    pytensor.gradient.verify_grad(cost, values, rng=np.random.RandomState(8),
-                                  mode=PY_MODE if mode == 'py' else 'CVM',
-                                  abs_tol=1e-6, rel_tol=1e-5)
+        return sum((o * w).sum() for o, w in zip(call(cell, args, 'tanh'), weights))
+    pytensor.gradient.verify_grad(cost, vals, rng=rng, mode=c_mode, eps=1e-6)
 
 
-def test_one_compile_serves_other_batch_sizes_and_lengths():
-    rng = np.random.RandomState(9)
-    v32 = cast(lstm_values(rng), 'float32')
-    syms = symbols(v32, 'float32')
-    h, c = rec.lstm(*syms[:5])          # zero initial states, sized from the batch
-    cost = (h ** 2).sum() + c.sum()
-    grads = pytensor.grad(cost, syms[:5])
-    f = backend.function(syms[:5], [h, c] + grads)
-    s = pytensor.function(syms[:5], [h, c] + pytensor.grad(
-        (lambda hc: (hc[0] ** 2).sum() + hc[1].sum())(rec.lstm_scan(*syms[:5])), syms[:5]),
-        mode=REF_MODE)
-    for nT, nB in [(5, 3), (2, 1), (7, 1), (1, 4)]:
-        vals = [rng.randn(nT, nB, 4 * N).astype('float32')] + v32[1:5]
-        for g, w in zip(f(*vals), s(*vals)):
-            np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-5)
-        zeros = np.zeros((nB, N))
-        h_ref, _ = np_lstm(*(vals + [zeros, zeros]))
-        np.testing.assert_allclose(f(*vals)[0], h_ref, rtol=1e-5, atol=2e-6)
+@pytest.mark.parametrize('cell', CELLS)
+def test_batches_split_among_threads(cell, c_mode, monkeypatch):
+    """Batches of several row blocks, split among threads, and sizes off the vector width."""
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    vals = values(cell, np.random.RandomState(5), steps=4, batch=21, n=37)
+    syms = symbols(vals, 'float32')
+    outs = call(cell, syms, 'tanh')
+    cost = sum(o.sum() for o in outs)
+    args = [np.asarray(v, 'float32') for v in vals]
+    c, py = (pytensor.function(syms, list(outs) + pytensor.grad(cost, syms), mode=m)(*args)
+             for m in (c_mode, PY_MODE))
+    assert_all_close(c, py, 'float32', 'C vs NumPy')
 
 
-def test_non_contiguous_inputs_and_batch_major_projection():
-    """Projection of batch-major inputs, dimshuffled: a strided xproj."""
-    rng = np.random.RandomState(10)
-    x = pt.tensor3('x', dtype='float32')                     # (B, T, nin)
-    w = pt.matrix('w', dtype='float32')
-    hh, hr, hz = (pt.matrix(k, dtype='float32') for k in ('hh', 'hr', 'hz'))
-    xproj = x.dot(w).dimshuffle(1, 0, 2)                     # (T, B, 3n), not contiguous
-    out = rec.gru(xproj, hh, hr, hz)[0]
-    ref = rec.gru_scan(xproj, hh, hr, hz)[0]
-    cost_f = (out.dimshuffle(1, 0, 2)[:, ::2] ** 2).sum()    # strided output gradient
-    cost_s = (ref.dimshuffle(1, 0, 2)[:, ::2] ** 2).sum()
-    ins = [x, w, hh, hr, hz]
-    vals = [rng.randn(B, T, 2).astype('float32'), rng.randn(2, 3 * N).astype('float32')] + \
-        [(rng.randn(N, N) * 0.5).astype('float32') for _ in range(3)]
-    got = backend.function(ins, [out] + pytensor.grad(cost_f, ins))(*vals)
-    want = pytensor.function(ins, [ref] + pytensor.grad(cost_s, ins), mode=REF_MODE)(*vals)
-    for g, v in zip(got, want):
-        np.testing.assert_allclose(g, v, rtol=2e-4, atol=2e-5)
+def test_threads_follow_omp_num_threads(monkeypatch):
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    assert rec.threads() == 3
+    monkeypatch.delenv('OMP_NUM_THREADS')
+    assert rec.threads() >= 1
 
 
-def test_initial_state_broadcast_and_float64():
-    rng = np.random.RandomState(11)
-    values = lstm_values(rng)
-    syms = symbols(values, 'float64')
-    h0 = pt.vector('h0', dtype='float64')                    # (n,) broadcast over the batch
-    h, c = rec.lstm(*syms[:5], h0=h0, c0=None)
-    f = backend.function(syms[:5] + [h0], [h, c])
-    h0v = rng.randn(N)
-    got = f(*(values[:5] + [h0v]))
-    want = np_lstm(*(values[:5] + [np.tile(h0v, (B, 1)), np.zeros((B, N))]))
-    for g, w in zip(got, want):
-        assert g.dtype == np.float64
-        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+# ---- layouts: strided inputs, shapes, errors --------------------------------------------------
+
+def test_reversed_and_transposed_views_are_read_in_place(c_mode):
+    """Layers pass the projection as a (reversed) time-major view of a batch-major product."""
+    rng = np.random.RandomState(6)
+    x = pt.tensor3('x')   # batch-major (B, T, 4n)
+    hh = pt.matrix('hh')
+    xt = x.dimshuffle(1, 0, 2)[::-1]
+    ci, cf, co = (pt.vector(k) for k in ('ci', 'cf', 'co'))
+    h, c = rec.lstm(xt, hh, ci, cf, co)
+    g = pytensor.grad(h[::-1].dimshuffle(1, 0, 2).sum() + c.sum(), [x, hh])
+    args = [rng.randn(B, T, 4 * N).astype('f'), rng.randn(N, 4 * N).astype('f')] + [
+        rng.randn(N).astype('f') for _ in range(3)]
+    c_out, py_out = (pytensor.function([x, hh, ci, cf, co], [h, c] + g, mode=m)(*args)
+                     for m in (c_mode, PY_MODE))
+    assert_all_close(c_out, py_out, 'float32', 'views')
+    zeros = np.zeros((1, N))
+    expected = reference('lstm', [args[0].transpose(1, 0, 2)[::-1]] + args[1:] + [zeros, zeros],
+                         'tanh')
+    assert_all_close(c_out[:2], expected, 'float32', 'views vs loops')
 
 
-def test_ops_compare_by_parameters_and_pickle():
-    assert rec.GRUOp('tanh') == rec.GRUOp('tanh')
-    assert hash(rec.RNNOp('sigmoid')) == hash(rec.RNNOp('logistic'))
-    assert rec.RNNOp('relu') != rec.RNNOp('tanh')
-    assert rec.LSTMOp() == rec.LSTMOp()
-    assert rec.GRUGradOp('relu') != rec.GRUGradOp('tanh')
-    for op in (rec.LSTMOp(), rec.GRUOp('relu'), rec.RNNGradOp('tanh')):
-        assert pickle.loads(pickle.dumps(op)) == op
-    with pytest.raises(ValueError):
-        rec.RNNOp('softmax')
-
-    rng = np.random.RandomState(12)
-    v32 = cast(rnn_values(rng), 'float32')
-    syms = symbols(v32, 'float32')
-    out = rec.rnn(*syms, activation='tanh')[0]
-    f = backend.function(syms, [out, pytensor.grad(out.sum(), syms[1])])
-    g = pickle.loads(pickle.dumps(f))
-    for a, b in zip(f(*v32), g(*v32)):
-        np.testing.assert_allclose(a, b)
-    # equal ops merge: two identical fused layers compute once
-    out2 = rec.rnn(*syms, activation='tanh')[0]
-    f2 = backend.function(syms, out + out2)
-    assert sum(isinstance(n.op, rec.RNNOp) for n in f2.maker.fgraph.apply_nodes) == 1
+def test_one_compile_serves_every_length_and_batch_size():
+    x, hh = pt.tensor3('x'), pt.matrix('hh')
+    h, pre = rec.rnn(x, hh, activation='tanh')
+    fn = pytensor.function([x, hh], [h, pre, pytensor.grad(h.sum(), hh)], mode='CVM')
+    rng = np.random.RandomState(7)
+    w = rng.randn(N, N).astype('f') * 0.5
+    for steps, batch in [(5, 3), (2, 9), (1, 1), (0, 2)]:
+        xv = rng.randn(steps, batch, N).astype('f')
+        h_c, pre_c, g_c = fn(xv, w)
+        assert h_c.shape == pre_c.shape == (steps, batch, N)
+        if steps:
+            assert_all_close([h_c, pre_c], reference('rnn', [xv, w, np.zeros((1, N))], 'tanh'),
+                             'float32')
+        else:
+            np.testing.assert_array_equal(g_c, 0)
 
 
-@pytest.mark.parametrize('mode', ['threads', 'solo', 'generic'])
-@pytest.mark.parametrize('cell,act', [('lstm', None), ('gru', 'relu'), ('rnn', 'tanh')])
-def test_medium_size_threaded_and_generic_kernels(cell, act, mode, monkeypatch):
-    """Sizes where the float32 kernels split units over threads (n = 70 is
-    not a multiple of the 32-unit panels; batch 25 is not a multiple of the
-    8-row tiles); threads that switch to one thread mid-loop (as they do on
-    a busy machine); and the generic BLAS kernels (THEANETS_FUSED_FAST=0)."""
-    monkeypatch.setenv('THEANETS_NUM_THREADS', '2')
-    monkeypatch.setenv('THEANETS_FUSED_FAST', '0' if mode == 'generic' else '1')
-    if mode == 'solo':
-        monkeypatch.setenv('THEANETS_FUSED_SOLO_CYCLES', '0')
-    make, fused, scan, ref = CELLS[cell]
-    values = make(np.random.RandomState(14), nT=4, nB=25, n=70)
-    values = [v * 0.3 for v in values]
-    v32 = cast(values, 'float32')
-    syms = symbols(v32, 'float32')
-    outs = fused(syms, act)
-    rng = np.random.RandomState(15)
-    cost = sum((o * rng.randn(4, 25, 70).astype('float32')).sum() for o in outs)
-    got = backend.function(syms, list(outs) + pytensor.grad(cost, syms))(*v32)
-    scan_outs = scan(syms, act)
-    rng = np.random.RandomState(15)
-    cost = sum((o * rng.randn(4, 25, 70).astype('float32')).sum() for o in scan_outs)
-    want = pytensor.function(syms, list(scan_outs) + pytensor.grad(cost, syms),
-                             mode=REF_MODE)(*v32)
-    for k, e in enumerate(ref(values, act)):
-        np.testing.assert_allclose(got[k], e, rtol=1e-4, atol=1e-5)
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=5e-4, atol=5e-5)
+@pytest.mark.parametrize('mode', ['CVM', PY_MODE], ids=['C', 'NumPy'])
+def test_shape_errors_name_the_op_the_input_and_the_shapes(mode):
+    x, hh, h0 = pt.tensor3('x'), pt.matrix('hh'), pt.matrix('h0')
+    fn = pytensor.function([x, hh, h0], rec.rnn(x, hh, h0), mode=mode)
+    x_val = np.zeros((T, B, N), 'f')
+    with pytest.raises(ValueError, match=r'rnn: hh has shape \(4, 5\), expected \(4, 4\)'):
+        fn(x_val, np.zeros((N, 5), 'f'), np.zeros((B, N), 'f'))
+    with pytest.raises(ValueError, match=r'rnn: h0 has shape \(2, 4\), expected '
+                                         r'\(3, 4\) or \(1, 4\)'):
+        fn(x_val, np.zeros((N, N), 'f'), np.zeros((2, N), 'f'))
 
 
-@pytest.mark.parametrize('cell,act', [('lstm', None), ('gru', 'logistic'), ('rnn', 'tanh')])
-def test_saturating_inputs(cell, act):
-    """Huge pre-activations saturate the gates without overflow or NaN."""
-    make, fused, _, ref = CELLS[cell]
-    values = make(np.random.RandomState(16))
-    values[0] = values[0] * 1000
-    v32 = cast(values, 'float32')
-    syms = symbols(v32, 'float32')
-    with np.errstate(over='ignore'):
-        expected = ref(values, act)
-    got = backend.function(syms, list(fused(syms, act)))(*v32)
-    for g, e in zip(got, expected):
-        assert np.isfinite(g).all()
-        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-3 * max(1, abs(e).max()))
+def test_wrong_number_of_axes_and_unknown_activations_fail_when_building():
+    x, hh = pt.tensor3('x'), pt.matrix('hh')
+    with pytest.raises(TypeError, match=r'gru: hz must have 2 axes \(n, n\), got 1'):
+        rec.gru(x, hh, hh, pt.vector('hz'))
+    with pytest.raises(ValueError, match="rnn: activation 'softmax' is not supported by the "
+                                         "recurrent ops"):
+        rec.RecurrentOp('rnn', 'softmax')
+    with pytest.raises(ValueError, match="unknown recurrent cell 'elman'; known: gru, lstm"):
+        rec.RecurrentOp('elman')
 
 
-def test_supports_activation():
-    for name in ('linear', 'relu', 'rect:max', 'tanh', 'logistic', 'sigmoid'):
-        assert rec.supports_activation(name)
-    for name in ('softmax', 'tanh+norm:z', 'prelu', 'elu', None, 'Tanh'):
-        assert not rec.supports_activation(name)
+def test_supported_activations():
+    assert all(rec.supports_activation(a) for a in ('linear', 'relu', 'rect:max', 'tanh',
+                                                    'logistic', 'sigmoid'))
+    assert not rec.supports_activation('tanh+norm:z')
+    assert not rec.supports_activation(pt.tanh)
 
 
-def test_second_derivative_is_reported_not_implemented():
-    v = symbols(cast(rnn_values(np.random.RandomState(13)), 'float32'), 'float32')
-    g = pytensor.grad(rec.rnn(*v)[0].sum(), v[1])
-    with pytest.raises(Exception):
-        pytensor.grad(g.sum(), v[1])
+def test_other_activations_run_in_scan_with_one_warning(caplog, monkeypatch):
+    monkeypatch.setattr(base, '_WARNED', set())
+    x, hh = pt.tensor3('x'), pt.matrix('hh')
+    with caplog.at_level(logging.WARNING, logger='theanets.ops.base'):
+        for _ in range(2):
+            h, _ = rec.rnn(x, hh, activation=pt.softplus)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and 'running the loop with pytensor.scan' in messages[0]
+    xv, w = np.ones((2, 1, N), 'f'), np.eye(N, dtype='f')
+    out = pytensor.function([x, hh], h, mode='FAST_COMPILE')(xv, w)
+    np.testing.assert_allclose(out[1], np.log1p(np.exp(1 + np.log1p(np.e))) * np.ones((1, N)),
+                               rtol=1e-5)
 
 
-# ---------------------------------------------------------------------------
-# The shared thread pool (float32 kernels on AVX-512 CPUs)
-# ---------------------------------------------------------------------------
+# ---- graph-level behaviour -----------------------------------------------------------------------
 
-def test_blas_products_after_a_threaded_loop_are_exact(monkeypatch):
-    # After the first threaded fused loop, OpenBLAS runs its parallel jobs on
-    # the ops' thread pool; products of every shape must stay exact.
-    monkeypatch.setenv('THEANETS_NUM_THREADS', '2')
-    rng = np.random.RandomState(3)
-    n = 128
-    xp = pt.tensor3()
-    loop = backend.function([xp], rec.lstm(xp, rng.randn(n, 4 * n).astype('f') * 0.05,
-                                           *(np.zeros(n, 'f') for _ in range(3)))[0])
-    loop(rng.randn(20, 64, 4 * n).astype('f'))
-    a, b = pt.matrix(), pt.matrix()
-    product = backend.function([a, b], pt.dot(a, b))
-    for shape in [(512, 300, 700), (64, 1000, 64), (1, 5, 3)]:
-        x = rng.randn(*shape[:2]).astype('f')
-        y = rng.randn(*shape[1:]).astype('f')
-        np.testing.assert_allclose(product(x, y), x.dot(y), rtol=1e-4, atol=1e-3)
+def _recurrent_ops(fn):
+    return [n.op for n in fn.maker.fgraph.toposort() if isinstance(n.op, rec.RecurrentOp)]
 
 
-def _threads():
-    return len(os.listdir('/proc/self/task'))
+@pytest.mark.parametrize('cell', ['gru', 'lstm', 'mut1', 'mrnn'])
+def test_predictions_keep_one_step_of_the_cache(cell):
+    vals = values(cell, np.random.RandomState(8))
+    syms = symbols(vals, 'float32')
+    outs = call(cell, syms, 'tanh')
+    args = [np.asarray(v, 'float32') for v in vals]
+    predict = backend.function(syms, outs[0])
+    train = backend.function(syms, pytensor.grad(outs[0].sum(), syms[1]))
+    assert [op.keep_cache for op in _recurrent_ops(predict)] == [False]
+    assert [op.keep_cache for op in _recurrent_ops(train)] == [True]
+    np.testing.assert_allclose(predict(*args), reference(cell, vals, 'tanh')[0], rtol=2e-3,
+                               atol=2e-4)
+    with pytest.raises(NotImplementedError, match='an op without its cache has no gradient'):
+        op = rec.RecurrentOp(cell, 'tanh', keep_cache=False)
+        pytensor.grad(op(*syms)[0].sum(), syms[1])
 
 
-@pytest.mark.skipif(not os.path.isdir('/proc/self/task'), reason='needs /proc')
-def test_every_op_module_shares_one_pool(monkeypatch):
-    # each Op is its own C module; they must share one set of worker threads
-    monkeypatch.setenv('THEANETS_NUM_THREADS', '2')
-    rng = np.random.RandomState(4)
-    n = 128
-    xp = pt.tensor3()
-    h = rec.lstm(xp, rng.randn(n, 4 * n).astype('f') * 0.05,
-                 *(np.zeros(n, 'f') for _ in range(3)))[0]
-    backend.function([xp], pytensor.grad(h.sum(), xp))(rng.randn(20, 64, 4 * n).astype('f'))
-    if rec._thn_pool is None:
-        pytest.skip('the float32 kernels of this CPU run without the thread pool')
-    assert type(rec._thn_pool).__name__ == 'PyCapsule'
-    before = _threads()
-    x3 = pt.tensor3()
-    out = rec.gru(x3, *(rng.randn(n, n).astype('f') * 0.05 for _ in range(3)))[0]
-    backend.function([x3], pytensor.grad(out.sum(), x3))(rng.randn(20, 64, 3 * n).astype('f'))
-    assert _threads() == before
+def test_second_derivatives_are_not_implemented():
+    x, hh = pt.tensor3('x'), pt.matrix('hh')
+    h, _ = rec.rnn(x, hh)
+    g = pytensor.grad(h.sum(), hh)
+    with pytest.raises(NullTypeGradError, match='RecurrentGradOp'):
+        pytensor.grad(g.sum(), hh)
 
 
-# ---------------------------------------------------------------------------
-# LSTM with the input projection inside the Op (xw, xb)
-# ---------------------------------------------------------------------------
-
-def _projected_lstm_case(dtype, layout, nT, nB, nin, n, seed):
-    """Fused LSTM on raw inputs (xw, xb given) and on inputs projected
-    outside the Op; returns both graphs' outputs and gradients."""
-    rng = np.random.RandomState(seed)
-    x = pt.tensor3('x', dtype=dtype)
-    xw = pytensor.shared((rng.randn(nin, 4 * n) * 0.3).astype(dtype), name='xw')
-    xb = pytensor.shared(rng.randn(4 * n).astype(dtype), name='xb')
-    hh = pytensor.shared((rng.randn(n, 4 * n) * 0.1).astype(dtype), name='hh')
-    peeps = [pytensor.shared((rng.randn(n) * 0.1).astype(dtype)) for _ in range(3)]
-    xt = x if layout == 'time-major' else x.dimshuffle(1, 0, 2)   # (T, B, nin)
-    xproj = xt.dot(xw) + xb
-    weights = [rng.randn(nT, nB, n).astype(dtype) for _ in range(2)]
-    params = [xw, xb, hh] + peeps
-    graphs = []
-    for outs in (rec.lstm(xt, hh, *peeps, xw=xw, xb=xb), rec.lstm(xproj, hh, *peeps)):
-        cost = sum((o * w).sum() for o, w in zip(outs, weights))
-        graphs.append(list(outs) + pytensor.grad(cost, [x] + params))
-    shape = (nT, nB, nin) if layout == 'time-major' else (nB, nT, nin)
-    return x, graphs, rng.randn(*shape).astype(dtype)
+def test_ops_compare_by_their_settings_and_pickle():
+    import pickle
+    a = rec.RecurrentOp('gru', 'sigmoid', 3)
+    assert a == rec.RecurrentOp('gru', 'logistic', 3) and hash(a) == hash(
+        rec.RecurrentOp('gru', 'logistic', 3))
+    assert a != rec.RecurrentOp('gru', 'logistic', 4)
+    assert a != rec.RecurrentOp('gru', 'logistic', 3, keep_cache=False)
+    assert pickle.loads(pickle.dumps(a)) == a
+    assert rec.RecurrentGradOp('lstm') == pickle.loads(pickle.dumps(rec.RecurrentGradOp('lstm')))
 
 
-@pytest.mark.parametrize('dtype,layout,size,mode', [
-    ('float32', 'time-major', 'small', 'c'),
-    ('float32', 'batch-major', 'small', 'c'),
-    ('float32', 'batch-major', 'medium', 'c'),
-    ('float32', 'time-major', 'medium', 'threads'),
-    ('float64', 'batch-major', 'small', 'c'),
-    ('float32', 'batch-major', 'small', 'perform'),
-])
-def test_lstm_input_projection_inside_the_op(dtype, layout, size, mode, monkeypatch):
-    """lstm(x, ..., xw=, xb=) equals lstm(x.dot(xw) + xb, ...): outputs and
-    every gradient (inputs, xw, xb, hh, peepholes), whatever the layout of x."""
-    if mode == 'threads':
-        monkeypatch.setenv('THEANETS_NUM_THREADS', '2')
-    sizes = {'small': (T, B, 6, N), 'medium': (6, 25, 33, 70)}[size]
-    x, (fused, reference), xval = _projected_lstm_case(dtype, layout, *sizes, seed=21)
-    compile_fused = (lambda o: pytensor.function([x], o, mode=PY_MODE)) \
-        if mode == 'perform' else (lambda o: backend.function([x], o))
-    got = compile_fused(fused)(xval)
-    want = backend.function([x], reference)(xval)
-    tol = dict(rtol=1e-9, atol=1e-11) if dtype == 'float64' else dict(rtol=5e-4, atol=5e-5)
-    names = ['h', 'c', 'dx', 'dxw', 'dxb', 'dhh', 'dci', 'dcf', 'dco']
-    for name, g, w in zip(names, got, want):
-        assert g.dtype == np.dtype(dtype), name
-        np.testing.assert_allclose(g, w, err_msg=name, **tol)
+@pytest.mark.parametrize('cell', CELLS)
+def test_output_shapes_are_inferred_without_running_the_loop(cell):
+    vals = values(cell, np.random.RandomState(10))
+    syms = symbols(vals, 'float32')
+    outs = call(cell, syms, 'tanh')
+    grads = pytensor.grad(outs[0].sum(), syms)
+    fn = pytensor.function(syms, [o.shape for o in list(outs) + grads], mode='CVM')
+    assert not [n for n in fn.maker.fgraph.toposort() if isinstance(n.op, rec._RecurrentBase)]
+    shapes = fn(*[np.asarray(v, 'float32') for v in vals])
+    expected = [o.shape for o in reference(cell, vals, 'tanh')] + [v.shape for v in vals]
+    assert [tuple(s) for s in shapes] == expected
 
 
-def test_lstm_projection_is_one_op_without_a_separate_product():
-    x = pt.tensor3('x', dtype='float32')
-    rng = np.random.RandomState(22)
-    xw = pytensor.shared(rng.randn(6, 4 * N).astype('float32'))
-    xb = pytensor.shared(rng.randn(4 * N).astype('float32'))
-    hh = pytensor.shared(rng.randn(N, 4 * N).astype('float32'))
-    peeps = [np.zeros(N, 'float32')] * 3
-    h = rec.lstm(x, hh, *peeps, xw=xw, xb=xb)[0]
-    f = backend.function([x], h)
-    ops = [type(node.op).__name__ for node in f.maker.fgraph.apply_nodes]
-    assert ops.count('LSTMOp') == 1
-    assert not any('Gemm' in k or 'Dot' in k for k in ops), ops
-
-
-def test_lstm_projection_rejects_a_bias_without_weights():
-    v = symbols(cast(lstm_values(np.random.RandomState(23)), 'float32'), 'float32')
-    with pytest.raises(ValueError, match='xb'):
-        rec.lstm(*v, xb=pt.vector(dtype='float32'))
-
-
-def _lstm_nodes(f):
-    return [n.op for n in f.maker.fgraph.apply_nodes if isinstance(n.op, rec.LSTMOp)]
-
-
-@pytest.mark.parametrize('project', [False, True])
-def test_lstm_without_a_reader_of_its_cache_runs_forward_only(project):
-    rng = np.random.RandomState(30)
-    x = pt.tensor3('x', dtype='float32')
-    n, nin = 40, 7
-    xw = pytensor.shared((rng.randn(nin, 4 * n) * 0.3).astype('float32'))
-    xb = pytensor.shared(rng.randn(4 * n).astype('float32'))
-    hh = pytensor.shared((rng.randn(n, 4 * n) * 0.1).astype('float32'))
-    peeps = [pytensor.shared((rng.randn(n) * 0.1).astype('float32')) for _ in range(3)]
-    if project:
-        h, c = rec.lstm(x, hh, *peeps, xw=xw, xb=xb)
-    else:
-        h, c = rec.lstm(x.dot(xw) + xb, hh, *peeps)
-    predict = backend.function([x], [h, c])
-    train = backend.function([x], [h, c] + pytensor.grad((h ** 2).sum(), [hh]))
-    assert [op.keep_cache for op in _lstm_nodes(predict)] == [False]
-    assert [op.keep_cache for op in _lstm_nodes(train)] == [True]
-    xv = rng.randn(9, 5, nin).astype('float32')
-    for a, b in zip(predict(xv), train(xv)):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-
-
-def test_lstm_forward_only_perform_and_no_gradient():
-    values = cast(lstm_values(np.random.RandomState(31)), 'float32')
-    syms = symbols(values, 'float32')
-    h, c, cache = rec.LSTMOp(keep_cache=False)(*syms)
-    got = pytensor.function(syms, [h, c, cache], mode=PY_MODE)(*values)
-    want = np_lstm(*values)
-    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
-    assert got[2].shape == (1, B, 4 * N)
-    with pytest.raises(NotImplementedError, match='cache'):
-        pytensor.grad(h.sum(), syms[1])
+@pytest.mark.skipif(platform.machine().lower() not in ('x86_64', 'amd64'),
+                    reason='the portable path drops AVX-512, an x86 feature')
+def test_the_portable_path_drops_every_avx512_flag(monkeypatch):
+    """PyTensor adds its -march flags after the ops' own: they must be removed, not overridden."""
+    from pytensor.link.c.cmodule import GCC_compiler
+    op = rec.RecurrentOp('rnn')
+    monkeypatch.setenv('THEANETS_PORTABLE', '1')
+    dropped = op.c_no_compile_args(c_compiler=GCC_compiler)
+    assert '-mno-avx512f' in op.c_compile_args(c_compiler=GCC_compiler)
+    assert all(f in dropped for f in GCC_compiler.compile_args() if f.startswith('-mavx512'))
+    monkeypatch.setenv('THEANETS_PORTABLE', '0')
+    assert op.c_no_compile_args(c_compiler=GCC_compiler) == []

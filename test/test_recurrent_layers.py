@@ -390,11 +390,9 @@ def test_outputs_are_batch_major_in_forward_order(net, outputs):
             assert value.shape == (B, T, shapes[name][-1]), name
 
 
-@pytest.mark.parametrize('fused', [True, False])
-def test_compiled_c_code_matches_the_references(monkeypatch, data, fused, c_mode):
-    """The library's default (C) mode, where the fused ops run their C code."""
-    monkeypatch.setattr(R, 'USE_FUSED_OPS', fused)
-    names = ['rnn', 'gru_back', 'lstm_back']
+def test_compiled_c_code_matches_the_references(data, c_mode):
+    """The library's default (C) mode, where the recurrent ops run their C code."""
+    names = ['rnn', 'gru_back', 'lstm_back', 'rrnn_matrix', 'mut1', 'mrnn', 'scrn', 'clockwork']
     net = theanets.recurrent.Regressor(
         [dict(form='input', name='in', size=NIN), dict(form='input', name='h0', size=N, ndim=2),
          dict(form='input', name='c0', size=N, ndim=2)] +
@@ -408,6 +406,18 @@ def test_compiled_c_code_matches_the_references(monkeypatch, data, fused, c_mode
                                        backward=True))
     check(outputs, 'lstm_back', ref_lstm(x, params(net, 'lstm_back'), state('h0', data),
                                          state('c0', data), backward=True))
+    p = params(net, 'rrnn_matrix')
+    check(outputs, 'rrnn_matrix', ref_rrnn(x, p['xh'], p['hh'], p['b'], np.tanh,
+                                           lambda x_t: U.sigmoid(x_t.dot(p['xr']) + p['r']),
+                                           np.zeros((B, N))))
+    check(outputs, 'mut1', ref_mut1(x, params(net, 'mut1'), np.zeros((B, N))))
+    check(outputs, 'mrnn', ref_mrnn(x, params(net, 'mrnn'), np.tanh, np.zeros((B, N))))
+    p = params(net, 'scrn')
+    check(outputs, 'scrn', ref_scrn(x, p, np.tanh, U.sigmoid(p['r']), np.zeros((B, N)),
+                                    state('c0', data)))
+    p = params(net, 'clockwork')
+    check(outputs, 'clockwork', ref_clockwork(x, p['xh'], p['hh'], p['b'], np.tanh,
+                                              layer_named(net, 'clockwork').unit_periods()))
 
 
 def test_batch_of_one_and_other_lengths(net, data):
@@ -497,16 +507,14 @@ def test_bptt_limit_truncates_gradients():
 
 # ----- gradients in float64 ----------------------------------------------------------------
 
-@pytest.mark.parametrize('form', ['lstm', 'gru'])
-@pytest.mark.parametrize('fused', [True, False])
-def test_gradients_match_finite_differences(monkeypatch, form, fused):
-    """d loss / d params of a tiny model in float64 against central differences."""
+@pytest.mark.parametrize('form', ['lstm', 'gru', 'scrn', 'clockwork'])
+def test_gradients_match_finite_differences(monkeypatch, form):
+    """d loss / d params of a tiny model in float64 (C mode) against central differences."""
     monkeypatch.setattr(util, 'FLOAT', 'float64')
     monkeypatch.setattr(theanets.losses.Loss, 'TARGET_DTYPE', 'float64')
-    monkeypatch.setattr(R, 'USE_FUSED_OPS', fused)
-    if not fused:   # the scan fallback compiles much faster with Python-linked code
-        monkeypatch.setattr(theanets.backend, '_MODE', 'FAST_COMPILE')
-    net = theanets.recurrent.Regressor([2, dict(form=form, size=2, activation='tanh'), 1])
+    layer = dict(form=form, size=2, activation='tanh', periods=(1, 2)) if form == 'clockwork' \
+        else dict(form=form, size=2, activation='tanh')
+    net = theanets.recurrent.Regressor([2, layer, 1])
     assert all(p.dtype == 'float64' for p in net.params)
     rng = np.random.RandomState(3)
     x, y = rng.randn(2, 3, 2), rng.randn(2, 3, 1)

@@ -135,8 +135,8 @@ def _register_softmax_inlining():
 _register_softmax_inlining()
 
 
-# LSTM ops that keep no per-step cache where nothing reads it (theanets.ops.recurrent)
-_LSTM_FORWARD_ONLY_TAG = 'theanets_lstm_forward_only'
+# GRU and LSTM ops that keep no per-step cache where nothing reads it (theanets.ops.recurrent)
+_FORWARD_ONLY_TAG = 'theanets_recurrent_forward_only'
 
 
 def _compile_mode(mode=None):
@@ -147,7 +147,7 @@ def _compile_mode(mode=None):
     from pytensor.compile.mode import get_mode
     mode = get_mode(mode).including(_INLINE_TAG)
     if runs_custom_ops(mode):
-        mode = mode.including(_LSTM_FORWARD_ONLY_TAG)
+        mode = mode.including(_FORWARD_ONLY_TAG)
     return mode
 
 

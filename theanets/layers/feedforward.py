@@ -4,6 +4,7 @@ import pytensor.sparse
 import pytensor.tensor as TT
 
 from .. import util
+from ..ops.product import dot_last
 from .base import Layer
 
 __all__ = ['Feedforward', 'Classifier', 'Tied']
@@ -12,6 +13,8 @@ __all__ = ['Feedforward', 'Classifier', 'Tied']
 def _dot(x, w):
     if isinstance(x.type, pytensor.sparse.SparseTensorType):
         return pytensor.sparse.structured_dot(x, w)
+    if x.ndim == 3:  # e.g. (batch, time, n) from a recurrent layer: one GEMM, JAX-safe
+        return dot_last(x, w)
     return TT.dot(x, w)
 
 

@@ -2,9 +2,10 @@ r"""Recurrent layers: each runs a loop over the time axis of its input.
 
 Every recurrent layer reads a (batch, time, nin) input and produces outputs
 of shape (batch, time, ...), always in forward time order (also when the
-layer runs backwards in time). Internally the loop runs time-major: the input
-projection of all time steps is computed as one matrix product before the
-loop, and only the recurrent part runs step by step.
+layer runs backwards in time). The input projection of all time steps is one
+matrix product before the loop; the loop itself is one op of
+:mod:`theanets.ops.recurrent` (C, NumPy or JAX, depending on the mode), which
+reads the projection time-major through strides.
 
 Options every recurrent layer takes (besides those of
 :class:`~theanets.layers.base.Layer`):
@@ -36,33 +37,15 @@ import collections
 import math
 
 import numpy as np
-import pytensor
 import pytensor.tensor as TT
 
-from .. import backend, util
+from .. import util
+from ..ops import recurrent as ops
+from ..ops.product import dot_last
 from .base import Layer, _INIT_KWARG
 
 __all__ = ['Recurrent', 'RNN', 'RRNN', 'MUT1', 'GRU', 'LSTM', 'MRNN', 'SCRN', 'Clockwork',
            'Bidirectional']
-
-
-#: Run LSTM, GRU and RNN loops with the fused ops of :mod:`theanets.ops.recurrent`
-#: when they apply (no ``bptt_limit``, a supported activation); False forces
-#: :func:`pytensor.scan` everywhere. Read when a graph is built; the JAX, NUMBA,
-#: PYTORCH and MLX modes always use ``scan`` (see :func:`backend.runs_custom_ops`).
-USE_FUSED_OPS = True
-
-
-def _fused_ops():
-    """Return :mod:`theanets.ops.recurrent` if its fused loop ops are available, else None."""
-    if not USE_FUSED_OPS or not backend.runs_custom_ops():
-        return None
-    try:
-        from ..ops import recurrent as ops
-    except ImportError:
-        return None
-    needed = ('lstm', 'gru', 'rnn', 'supports_activation')
-    return ops if all(hasattr(ops, n) for n in needed) else None
 
 
 def _direction_is_backward(direction, name):
@@ -80,8 +63,9 @@ class Recurrent(Layer):
     """Base class of recurrent layers.
 
     Subclasses create parameters in :meth:`setup` and compute their outputs
-    in :meth:`transform` with the helpers :meth:`_time_major`,
-    :meth:`_initial`, :meth:`_scan` and :meth:`_batch_major`.
+    in :meth:`transform` with the helpers :meth:`_project`, :meth:`_initial`,
+    :meth:`_loop_activation` and :meth:`_batch_major` around a function of
+    :mod:`theanets.ops.recurrent`.
 
     Parameters
     ----------
@@ -207,15 +191,15 @@ class Recurrent(Layer):
         finally:
             self._state_values = {}
 
-    def _initial(self, kind, x, size=None):
-        """Initial state (batch, size): the graph output named by ``kind``, or zeros."""
+    def _initial(self, kind, x):
+        """Initial state (batch, size) from the graph output named by ``kind``, else
+        zeros (1, size) for the whole batch."""
         if kind in self._state_values:
             return TT.cast(self._state_values[kind], x.dtype)
-        size = self._state_size(kind) if size is None else size
-        return TT.zeros((x.shape[0], size), dtype=x.dtype)
+        return TT.constant(np.zeros((1, self._state_size(kind)), x.dtype))
 
     def _time_major(self, x):
-        """(batch, time, k) -> (time, batch, k), in processing order."""
+        """(batch, time, k) -> (time, batch, k), in processing order (a view)."""
         x = x.dimshuffle(1, 0, 2)
         return x[::-1] if self._backward else x
 
@@ -228,28 +212,17 @@ class Recurrent(Layer):
     def _project(self, x, w, b=None):
         """Input projection of all time steps at once: (batch, time, nin) -> (time, batch, k).
 
-        One matrix product of (time * batch, nin) by (nin, k), outside the loop.
+        One matrix product (batch-major, so no copy of the input), read by the
+        loop time-major through strides.
         """
-        xt = self._time_major(x)
-        flat = TT.dot(xt.reshape((xt.shape[0] * xt.shape[1], xt.shape[2])), w)
-        if b is not None:
-            flat = flat + b
-        return flat.reshape((xt.shape[0], xt.shape[1], flat.shape[1]))
+        flat = dot_last(x, w)
+        return self._time_major(flat if b is None else flat + b)
 
-    def _scan(self, step, sequences, outputs_info, non_sequences=()):
-        """Run ``step`` over time-major ``sequences``; return the list of time-major outputs."""
-        outputs = pytensor.scan(
-            step, sequences=list(sequences), outputs_info=list(outputs_info),
-            non_sequences=list(non_sequences), truncate_gradient=self.bptt_limit,
-            return_updates=False, name='{}_scan'.format(self.name))
-        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-
-    def _fused(self):
-        """The fused loop ops, when they can run this layer (no truncated BPTT), else None."""
-        return _fused_ops() if self.bptt_limit < 0 else None
-
-    def _activation_name(self):
-        return self.activation if isinstance(self.activation, str) else None
+    def _loop_activation(self):
+        """The activation for the ops: its name when they compute it, else the layer's
+        function (the loop then runs in ``scan``)."""
+        name = self.activation
+        return name if ops.supports_activation(name) else self.activate
 
 
 class RNN(Recurrent):
@@ -280,23 +253,9 @@ class RNN(Recurrent):
 
     def transform(self, inputs):
         xp = self._project(inputs, self.find('xh'), self.find('b'))
-        h0 = self._initial('h_0', inputs)
-        pre, out = self._loop(xp, self.find('hh'), h0)
+        out, pre = ops.rnn(xp, self.find('hh'), self._initial('h_0', inputs),
+                           self._loop_activation(), self.bptt_limit)
         return dict(pre=self._batch_major(pre), out=self._batch_major(out))
-
-    def _loop(self, xp, hh, h0):
-        """Time-major (pre, out) of the recurrence, fused when possible."""
-        ops = self._fused()
-        name = self._activation_name()
-        if ops is not None and name is not None and ops.supports_activation(name):
-            out, pre = ops.rnn(xp, hh, h0, name)
-            return pre, out
-
-        def step(x_t, h_tm1, hh):
-            pre = x_t + TT.dot(h_tm1, hh)
-            return [pre, self.activate(pre)]
-        pre, out = self._scan(step, [xp], [None, h0], [hh])
-        return pre, out
 
 
 class RRNN(RNN):
@@ -345,31 +304,18 @@ class RRNN(RNN):
         if self.rate not in ('matrix', 'vector'):
             self._rates = self._fixed_rates(self.rate, self.output_size)
 
-    def _rate_sequence(self, x):
-        """Time-major rates (time, batch, n), or a (n,) vector when they do not vary."""
+    def _rate_sequence(self, x, xp):
+        """Time-major rates (time, batch, n) for projected inputs ``xp``."""
         if self.rate == 'matrix':
             return TT.sigmoid(self._project(x, self.find('xr'), self.find('r')))
-        if self.rate == 'vector':
-            return TT.sigmoid(self.find('r'))
-        return TT.constant(self._rates)
+        rate = TT.sigmoid(self.find('r')) if self.rate == 'vector' else TT.constant(self._rates)
+        return TT.ones_like(xp) * rate
 
     def transform(self, inputs):
         xp = self._project(inputs, self.find('xh'), self.find('b'))
-        h0 = self._initial('h_0', inputs)
-        rate = self._rate_sequence(inputs)
-
-        def step(x_t, r_t, h_tm1, hh):
-            pre = x_t + TT.dot(h_tm1, hh)
-            hid = self.activate(pre)
-            return [pre, hid, (1 - r_t) * h_tm1 + r_t * hid]
-
-        if rate.ndim == 3:
-            pre, hid, out = self._scan(step, [xp, rate], [None, None, h0], [self.find('hh')])
-        else:
-            pre, hid, out = self._scan(
-                lambda x_t, h_tm1, hh, r: step(x_t, r, h_tm1, hh),
-                [xp], [None, None, h0], [self.find('hh'), rate])
-            rate = TT.ones_like(out) * rate
+        rate = self._rate_sequence(inputs, xp)
+        out, pre, hid = ops.rrnn(xp, rate, self.find('hh'), self._initial('h_0', inputs),
+                                 self._loop_activation(), self.bptt_limit)
         return dict(pre=self._batch_major(pre), hid=self._batch_major(hid),
                     out=self._batch_major(out), rate=self._batch_major(rate))
 
@@ -410,16 +356,8 @@ class MUT1(Recurrent):
         xh = TT.tanh(self._project(inputs, self.find('xh'), self.find('bh')))
         xr = self._project(inputs, self.find('xr'), self.find('br'))
         z = TT.sigmoid(self._project(inputs, self.find('xz'), self.find('bz')))
-        h0 = self._initial('h_0', inputs)
-
-        def step(xh_t, xr_t, z_t, h_tm1, hh, hr):
-            r = TT.sigmoid(xr_t + TT.dot(h_tm1, hr))
-            pre = xh_t + TT.dot(r * h_tm1, hh)
-            hid = TT.tanh(pre)
-            return [pre, hid, (1 - z_t) * h_tm1 + z_t * hid]
-
-        pre, hid, out = self._scan(step, [xh, xr, z], [None, None, h0],
-                                   [self.find('hh'), self.find('hr')])
+        out, pre, hid = ops.mut1(TT.concatenate([xh, xr], axis=2), z, self.find('hh'),
+                                 self.find('hr'), self._initial('h_0', inputs), self.bptt_limit)
         return dict(pre=self._batch_major(pre), hid=self._batch_major(hid),
                     out=self._batch_major(out), rate=self._batch_major(z))
 
@@ -453,22 +391,10 @@ class GRU(Recurrent):
             self.add_recurrent_weights(name)
 
     def transform(self, inputs):
-        n = self.output_size
         xp = self._project(inputs, self.find('w'), self.find('b'))
-        h0 = self._initial('h_0', inputs)
-        hh, hr, hz = self.find('hh'), self.find('hr'), self.find('hz')
-        ops = self._fused()
-        name = self._activation_name()
-        if ops is not None and name is not None and ops.supports_activation(name):
-            out, pre, hid, rate = ops.gru(xp, hh, hr, hz, h0, name)
-        else:
-            def step(x_t, h_tm1, hh, hr, hz):
-                r = TT.sigmoid(x_t[:, n:2 * n] + TT.dot(h_tm1, hr))
-                z = TT.sigmoid(x_t[:, 2 * n:] + TT.dot(h_tm1, hz))
-                pre = x_t[:, :n] + TT.dot(r * h_tm1, hh)
-                hid = self.activate(pre)
-                return [pre, hid, z, (1 - z) * h_tm1 + z * hid]
-            pre, hid, rate, out = self._scan(step, [xp], [None, None, None, h0], [hh, hr, hz])
+        out, pre, hid, rate = ops.gru(
+            xp, self.find('hh'), self.find('hr'), self.find('hz'), self._initial('h_0', inputs),
+            self._loop_activation(), self.bptt_limit)
         return dict(pre=self._batch_major(pre), hid=self._batch_major(hid),
                     rate=self._batch_major(rate), out=self._batch_major(out))
 
@@ -516,26 +442,10 @@ class LSTM(Recurrent):
             self.add_bias(name, self.output_size)
 
     def transform(self, inputs):
-        n = self.output_size
-        h0 = self._initial('h_0', inputs)
-        c0 = self._initial('c_0', inputs)
-        hh, ci, cf, co = (self.find(k) for k in ('hh', 'ci', 'cf', 'co'))
-        ops = self._fused()
-        if ops is not None:
-            # the op projects the inputs inside its loop (and reads them batch-major)
-            out, cell = ops.lstm(self._time_major(inputs), hh, ci, cf, co, h0, c0,
-                                 xw=self.find('xh'), xb=self.find('b'))
-        else:
-            xp = self._project(inputs, self.find('xh'), self.find('b'))
-
-            def step(x_t, h_tm1, c_tm1, hh, ci, cf, co):
-                g = x_t + TT.dot(h_tm1, hh)
-                i = TT.sigmoid(g[:, :n] + c_tm1 * ci)
-                f = TT.sigmoid(g[:, n:2 * n] + c_tm1 * cf)
-                c = f * c_tm1 + i * TT.tanh(g[:, 2 * n:3 * n])
-                o = TT.sigmoid(g[:, 3 * n:] + c * co)
-                return [o * TT.tanh(c), c]
-            out, cell = self._scan(step, [xp], [h0, c0], [hh, ci, cf, co])
+        xp = self._project(inputs, self.find('xh'), self.find('b'))
+        out, cell = ops.lstm(xp, *(self.find(k) for k in ('hh', 'ci', 'cf', 'co')),
+                             h0=self._initial('h_0', inputs), c0=self._initial('c_0', inputs),
+                             bptt_limit=self.bptt_limit)
         return dict(out=self._batch_major(out), cell=self._batch_major(cell))
 
 
@@ -591,15 +501,9 @@ class MRNN(Recurrent):
     def transform(self, inputs):
         xh = self._project(inputs, self.find('xh'), self.find('b'))
         xf = self._project(inputs, self.find('xf'))
-        h0 = self._initial('h_0', inputs)
-
-        def step(xh_t, xf_t, h_tm1, hf, fh):
-            fac = xf_t * TT.dot(h_tm1, hf)
-            pre = xh_t + TT.dot(fac, fh)
-            return [pre, fac, self.activate(pre)]
-
-        pre, fac, out = self._scan(step, [xh, xf], [None, None, h0],
-                                   [self.find('hf'), self.find('fh')])
+        out, pre, fac = ops.mrnn(xh, xf, self.find('hf'), self.find('fh'),
+                                 self._initial('h_0', inputs), self._loop_activation(),
+                                 self.bptt_limit)
         return dict(pre=self._batch_major(pre), factors=self._batch_major(fac),
                     out=self._batch_major(out))
 
@@ -692,22 +596,19 @@ class SCRN(Recurrent):
             self._rates = self._fixed_rates(self.rate, c)
 
     def transform(self, inputs):
-        n = self.output_size
+        n, c = self.output_size, self.num_context
         xp = self._project(inputs, self.find('w'))
-        h0 = self._initial('h_0', inputs)
-        s0 = self._initial('s_0', inputs)
         r = TT.sigmoid(self.find('r')) if self.rate == 'vector' else TT.constant(self._rates)
-
-        def step(x_t, h_tm1, s_tm1, hh, sh, r):
-            s = (1 - r) * s_tm1 + r * x_t[:, n:]
-            h = self.activate(x_t[:, :n] + TT.dot(h_tm1, hh) + TT.dot(s, sh))
-            return [h, s]
-
-        hid, state = self._scan(step, [xp], [h0, s0], [self.find('hh'), self.find('sh'), r])
+        rate = TT.ones_like(xp[:, :, n:]) * r
+        # s_t = (1 - r) s_{t-1} + r x_t: a rate loop without recurrent weights
+        state, _, _ = ops.rrnn(xp[:, :, n:], rate, np.zeros((c, c), xp.dtype),
+                               self._initial('s_0', inputs), 'linear', self.bptt_limit)
+        hid, _ = ops.rnn(xp[:, :, :n] + dot_last(state, self.find('sh')), self.find('hh'),
+                         self._initial('h_0', inputs), self._loop_activation(), self.bptt_limit)
         hid, state = self._batch_major(hid), self._batch_major(state)
-        pre = TT.dot(hid, self.find('ho')) + TT.dot(state, self.find('so')) + self.find('b')
+        pre = dot_last(hid, self.find('ho')) + dot_last(state, self.find('so')) + self.find('b')
         return dict(pre=pre, out=self.activate(pre), hid=hid, state=state,
-                    rate=TT.ones_like(state) * r)
+                    rate=self._batch_major(rate))
 
 
 class Clockwork(RNN):
@@ -764,19 +665,19 @@ class Clockwork(RNN):
 
     def transform(self, inputs):
         xp = self._project(inputs, self.find('xh'), self.find('b'))
-        h0 = self._initial('h_0', inputs)
-        steps = backend.arange(xp.shape[0])
+        n = self.output_size
+        # module i updates at steps t (counted in processing order) with t mod T_i = 0
+        steps = TT.cumsum(TT.ones_like(xp[:, 0, :1]), axis=0) - 1
+        periods = TT.constant(self.unit_periods().astype(xp.dtype))
+        active = TT.ones_like(xp) * TT.eq(TT.mod(steps, periods), 0)[:, None, :]
         hh = self.find('hh') * TT.constant(self.recurrent_mask())
-        periods = TT.constant(self.unit_periods().astype('int64'))
-
-        def step(t, x_t, pre_tm1, h_tm1, hh, periods):
-            active = TT.eq(TT.mod(t, periods), 0)
-            pre = x_t + TT.dot(h_tm1, hh)
-            return [TT.switch(active, pre, pre_tm1), TT.switch(active, self.activate(pre), h_tm1)]
-
-        pre0 = TT.zeros_like(h0)
-        pre, out = self._scan(step, [steps, xp], [pre0, h0], [hh, periods])
-        return dict(pre=self._batch_major(pre), out=self._batch_major(out))
+        out, pre, _ = ops.rrnn(xp, active, hh, self._initial('h_0', inputs),
+                               self._loop_activation(), self.bptt_limit)
+        # 'pre' keeps its value while a module waits: a rate loop without weights
+        zeros = np.zeros((n, n), xp.dtype)
+        held, _, _ = ops.rrnn(pre, active, zeros, np.zeros((1, n), xp.dtype), 'linear',
+                              self.bptt_limit)
+        return dict(pre=self._batch_major(held), out=self._batch_major(out))
 
 
 class Bidirectional(Layer):

@@ -28,7 +28,7 @@ import shlex
 import pytensor
 from pytensor.link.c.op import COp
 
-__all__ = ['CSourceOp', 'c_source', 'blas_flags', 'portable', 'jax_twin',
+__all__ = ['CSourceOp', 'c_source', 'blas_flags', 'portable', 'threads', 'jax_twin',
            'register_jax_twins', 'warn_once']
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,28 @@ def portable():
     return os.environ.get('THEANETS_PORTABLE', '0') not in ('', '0')
 
 
+_AVX512_FLAGS = ('-mavx512', '-mevex512', '-mavx10')
+
+
 def _target_flags():
     x86 = platform.machine().lower() in ('x86_64', 'amd64')
     return ['-mno-avx512f'] if portable() and x86 else []
+
+
+def threads():
+    """Threads a C op may split its work among (see ``c/parallel.c``).
+
+    ``OMP_NUM_THREADS`` if set, else every CPU this process may use; at run time
+    the ops use no more than OpenBLAS's own thread count. Read when a function
+    is compiled.
+    """
+    given = os.environ.get('OMP_NUM_THREADS', '')
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 _WARNED = set()
@@ -130,8 +149,21 @@ class CSourceOp(COp):
         return _digest(type(self).__module__, tuple(self.C_SOURCES))
 
     def c_compile_args(self, **kwargs):
-        args = ['-fopenmp-simd'] + _target_flags()
+        # -fno-trapping-math: without AVX-512 (no masked vector instructions), GCC
+        # vectorizes the branch-free selects of thn_exp & co. only when comparisons
+        # may not trap; the ops never rely on floating-point traps
+        args = ['-fopenmp-simd', '-fno-trapping-math'] + _target_flags()
         return args + (blas_flags()[2] if self.USES_BLAS else [])
+
+    def c_no_compile_args(self, c_compiler=None, **kwargs):
+        """On the portable path, drop the AVX-512 flags PyTensor adds for this CPU.
+
+        PyTensor puts its own flags (``-march=...``, ``-mavx512f``...) after the
+        ops' ``c_compile_args``, so ``-mno-avx512f`` alone would be overridden.
+        """
+        if not portable() or c_compiler is None:
+            return []
+        return [f for f in c_compiler.compile_args() if f.startswith(_AVX512_FLAGS)]
 
     def c_libraries(self, **kwargs):
         return blas_flags()[0] if self.USES_BLAS else []
