@@ -5,11 +5,10 @@
 - :class:`Pool1` and :class:`Pool2` take the max or mean over windows.
 
 The arithmetic is in :mod:`theanets.ops.conv`: a true convolution with a
-flipped kernel, as Theano's ``conv2d`` computed. In modes that run C code it
-uses the fused ops of :mod:`theanets.ops.conv_fused` (patches of a chunk of
-output positions copied into a cache-sized buffer, one matrix product per
-chunk, C pooling); in the JAX and NUMBA modes, strided slices gathered into one
-matrix product per layer.
+flipped kernel, as Theano's ``conv2d`` computed, and pooling, as operations
+with C code (patches of a chunk of output positions copied into a cache-sized
+buffer, one BLAS product per chunk) and a JAX implementation: the same graph in
+every mode.
 
 Examples
 --------
@@ -72,10 +71,10 @@ class Convolution(Layer):
         if filter_size is None:
             raise util.ConfigurationError(
                 'convolution layer {!r} needs filter_size='.format(name))
-        if border_mode not in ('valid', 'full', 'same'):
-            raise util.ConfigurationError(
-                "layer {!r}: border_mode must be 'valid', 'full' or 'same', got {!r}".format(
-                    name, border_mode))
+        try:
+            conv.check_border_mode(border_mode)
+        except ValueError as err:
+            raise util.ConfigurationError('layer {!r}: {}'.format(name, err)) from None
         self.filter_size = _ints(filter_size, self.NDIM, 'filter_size', name)
         self.stride = _ints(stride, self.NDIM, 'stride', name)
         self.border_mode = border_mode
@@ -142,8 +141,7 @@ class Conv1(Convolution):
         return (self.output_size, self.input_size, 1) + self.filter_size
 
     def _convolve(self, x, w):
-        return conv.conv1d(x, w, stride=self.stride[0], border_mode=self.border_mode,
-                           filter_size=self.filter_size[0])
+        return conv.conv1d(x, w, stride=self.stride[0], border_mode=self.border_mode)
 
 
 class Conv2(Convolution):
@@ -155,8 +153,7 @@ class Conv2(Convolution):
     NDIM = 2
 
     def _convolve(self, x, w):
-        return conv.conv2d(x, w, stride=self.stride, border_mode=self.border_mode,
-                           filter_size=self.filter_size)
+        return conv.conv2d(x, w, stride=self.stride, border_mode=self.border_mode)
 
 
 class Pooling(Layer):
