@@ -261,6 +261,7 @@ class _Conv(CSourceOp):
     __props__ = ('border_mode', 'stride')
     params_type = ParamsType(border=int32, sw=int32, sh=int32)
     WHICH = None  # enum thn_conv_which
+    REFERENCE = None  # the NumPy implementation
     NAMES = ('x (B, W, H, C)', 'w (n, C, fw, fh)', "dout (B, W', H', n)")
 
     def __init__(self, border_mode='valid', stride=(1, 1)):
@@ -286,14 +287,16 @@ class _Conv(CSourceOp):
             output_length(size, f, s, self.border_mode)
             for size, f, s in zip(xshape[1:3], wshape[2:], self.stride)) + (wshape[0],)
 
-    def _check(self, x, w, dout=None):
-        """The run-time checks of the C code, for ``perform``."""
-        name = type(self).__name__
+    def perform(self, node, inputs, outputs, params=None):
+        x, w = inputs[:2]
+        name = type(self).__name__      # the run-time checks of the C code
         if x.shape[3] != w.shape[1]:
             raise ValueError('{}: x (B, W, H, C) has shape {} but w (n, C, fw, fh) has {} '
                              'channels'.format(name, x.shape, w.shape[1]))
-        if dout is not None:
-            _check_shape(name, 'the output gradient', dout, self._out_shape(x.shape, w.shape))
+        if len(inputs) > 2:
+            _check_shape(name, 'the output gradient', inputs[2],
+                         self._out_shape(x.shape, w.shape))
+        outputs[0][0] = self.REFERENCE(*inputs, self.stride, self.border_mode)
 
     def c_code(self, node, name, inputs, outputs, sub):
         dout = inputs[2] if len(inputs) > 2 else 'NULL'
@@ -307,70 +310,55 @@ class ConvOp(_Conv):
     """True 2-D convolution: ``x`` (B, W, H, C), ``w`` (n, C, fw, fh) -> (B, W', H', n)."""
 
     WHICH = 0
+    REFERENCE = staticmethod(np_conv2d)
 
     def make_node(self, x, w):
         def output_type(x, w):
             return TensorType(x.dtype, shape=self._out_shape(x.type.shape, w.type.shape))
         return self._node([x, w], output_type)
 
-    def perform(self, node, inputs, outputs, params=None):
-        self._check(*inputs)
-        outputs[0][0] = np_conv2d(*inputs, self.stride, self.border_mode)
-
     def pullback(self, inputs, outputs, output_grads):
         x, w = inputs
-        (gz,) = output_grads
-        gz = pt.cast(gz, x.dtype)
+        gz = pt.cast(output_grads[0], x.dtype)
         return [ConvGradInputsOp(*self._props())(x, w, gz),
                 ConvGradWeightsOp(*self._props())(x, w, gz)]
 
 
-class ConvGradInputsOp(_Conv):
-    """Gradient of :class:`ConvOp` for ``x``: inputs ``(x, w, dout)`` (only the shape of
-    ``x`` is read), output ``dx`` (B, W, H, C)."""
+class _ConvGrad(_Conv):
+    """A gradient of :class:`ConvOp`: inputs ``(x, w, dout)``, output shaped like input
+    ``WHICH - 1`` (whose values are not read)."""
+
+    def make_node(self, x, w, dout):
+        return self._node([x, w, dout], lambda *inputs: inputs[self.WHICH - 1].type)
+
+    def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
+        return [args[-1][self.WHICH - 1]]
+
+    def pullback(self, inputs, outputs, output_grads):
+        # <dx, g> = <conv(g, w), dout> and <dw, g> = <conv(x, g), dout>: linear in dout
+        # and in the other input, whose gradient is the other gradient op
+        slot = self.WHICH - 1
+        args = list(inputs[:2])
+        args[slot] = output_grads[0]
+        other = (ConvGradWeightsOp, ConvGradInputsOp)[slot](*self._props())
+        grads = [None, None, ConvOp(*self._props())(*args)]
+        grads[slot] = pt.zeros_like(inputs[slot])
+        grads[1 - slot] = other(*args, inputs[2])
+        return grads
+
+
+class ConvGradInputsOp(_ConvGrad):
+    """Gradient of :class:`ConvOp` for ``x``: ``dx`` (B, W, H, C) from ``(x, w, dout)``."""
 
     WHICH = 1
-
-    def make_node(self, x, w, dout):
-        return self._node([x, w, dout], lambda x, w, dout: x.type)
-
-    def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
-        return [args[-1][0]]
-
-    def perform(self, node, inputs, outputs, params=None):
-        self._check(*inputs)
-        outputs[0][0] = np_conv2d_grad_inputs(*inputs, self.stride, self.border_mode)
-
-    def pullback(self, inputs, outputs, output_grads):
-        # <dx, g> = <conv(g, w), dout>: linear in w and in dout
-        x, w, dout = inputs
-        (g,) = output_grads
-        return [pt.zeros_like(x), ConvGradWeightsOp(*self._props())(g, w, dout),
-                ConvOp(*self._props())(g, w)]
+    REFERENCE = staticmethod(np_conv2d_grad_inputs)
 
 
-class ConvGradWeightsOp(_Conv):
-    """Gradient of :class:`ConvOp` for ``w``: inputs ``(x, w, dout)`` (only the shape of
-    ``w`` is read), output ``dw`` (n, C, fw, fh)."""
+class ConvGradWeightsOp(_ConvGrad):
+    """Gradient of :class:`ConvOp` for ``w``: ``dw`` (n, C, fw, fh) from ``(x, w, dout)``."""
 
     WHICH = 2
-
-    def make_node(self, x, w, dout):
-        return self._node([x, w, dout], lambda x, w, dout: w.type)
-
-    def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
-        return [args[-1][1]]
-
-    def perform(self, node, inputs, outputs, params=None):
-        self._check(*inputs)
-        outputs[0][0] = np_conv2d_grad_weights(*inputs, self.stride, self.border_mode)
-
-    def pullback(self, inputs, outputs, output_grads):
-        # <dw, g> = <conv(x, g), dout>: linear in x and in dout
-        x, w, dout = inputs
-        (g,) = output_grads
-        return [ConvGradInputsOp(*self._props())(x, g, dout), pt.zeros_like(w),
-                ConvOp(*self._props())(x, g)]
+    REFERENCE = staticmethod(np_conv2d_grad_weights)
 
 
 class _Pool(CSourceOp):
