@@ -16,10 +16,13 @@
 
 enum thn_conv_which { THN_CONV_FORWARD = 0, THN_CONV_INPUTS = 1, THN_CONV_WEIGHTS = 2 };
 
-/* Patches of a chunk: about this many bytes, at least THN_CONV_MIN_ROWS rows. Larger
- * products amortise waking BLAS threads; beyond a few MB the patches leave the cache. */
+/* Rows of a chunk: about THN_CONV_CHUNK_BYTES of patches, within [MIN_ROWS, MAX_ROWS].
+ * Larger products amortise waking BLAS threads, but beyond a few MB the patches leave
+ * the cache, and OpenBLAS's products whose inner dimension is the number of rows (the
+ * weight gradient) slow down several times beyond about a thousand rows. */
 #define THN_CONV_CHUNK_BYTES (4 << 20)
-#define THN_CONV_MIN_ROWS 256
+#define THN_CONV_MIN_ROWS 64
+#define THN_CONV_MAX_ROWS 1024
 
 struct thn_conv_args {
     npy_intp B, W, H, C;  /* x */
@@ -79,7 +82,8 @@ template <typename T>
 static int thn_conv_kernel(const thn_conv_args& g, int which, T* x, T* w, T* y) {
     const npy_intp K = g.fw * g.fh * g.C, n = g.n, rows = g.B * g.Wo * g.Ho;
     npy_intp chunk = THN_CONV_CHUNK_BYTES / (npy_intp)sizeof(T) / (K > 0 ? K : 1);
-    chunk = chunk > THN_CONV_MIN_ROWS ? chunk : THN_CONV_MIN_ROWS;
+    chunk = chunk < THN_CONV_MIN_ROWS ? THN_CONV_MIN_ROWS
+            : chunk > THN_CONV_MAX_ROWS ? THN_CONV_MAX_ROWS : chunk;
     const npy_intp chunks = (rows + chunk - 1) / chunk;  /* evened out over the rows */
     if (chunks > 0) chunk = (rows + chunks - 1) / chunks;
     T* Km = (T*)malloc(sizeof(T) * (size_t)(K * n + chunk * K + 1));
