@@ -214,6 +214,23 @@ def test_gradient_ops_have_gradients(op):
                     [x, rng.randn(2, 5, 2, 3)], rng=rng, mode=PY_MODE)
 
 
+@pytest.mark.parametrize('xshape,filt,border', [
+    ((1, 44, 37, 3), (2, 4), 'valid'),     # patches in rows: 2 chunks, split mid-line
+    ((2, 40, 50, 1), (30, 8), 'full')])    # in columns (few channels): 4 chunks
+def test_chunks(face, xshape, filt, border):
+    rng = np.random.RandomState(12)
+    x, w = rng.randn(*xshape), rng.randn(2, xshape[3], *filt)
+    tx, tw, tg = (pt.tensor4(dtype='float64') for _ in 'xwg')
+    y = C.conv2d(tx, tw, 1, border)
+    ref = C.np_conv2d(x, w, (1, 1), border)
+    g = rng.randn(*ref.shape)
+    got = face([tx, tw, tg], [y] + pytensor.grad((y * tg).sum(), [tx, tw]), x, w, g)
+    refs = [ref, C.np_conv2d_grad_inputs(x, w, g, (1, 1), border),
+            C.np_conv2d_grad_weights(x, w, g, (1, 1), border)]
+    for a, b in zip(got, refs):
+        np.testing.assert_allclose(a, b, **TOL['float64'])
+
+
 def test_empty_output(face):
     tx, tw = pt.tensor4('x'), pt.tensor4('w')
     y = C.conv2d(tx, tw)
@@ -339,6 +356,25 @@ def test_graph_errors():
     with pytest.raises(ValueError, match=r'pool_size must be 2 positive int\(s\)'):
         C.pool2d(x, (0, 2))
     assert C.conv2d(pt.itensor4(), pt.itensor4()).dtype == pytensor.config.floatX
+
+
+def test_outputs_held_by_the_caller_are_not_overwritten():
+    """A node writes into its last output again only when nobody else holds it."""
+    rng = np.random.RandomState(13)
+    tx, tw = pt.tensor4('x'), pt.tensor4('w')
+    y = C.conv2d(tx, tw)
+    fn = theanets.backend.function([tx, tw], [y, C.pool2d(y * 2, 2) + 1])
+    w = rng.randn(2, 1, 2, 2).astype('f')
+    xs = [rng.randn(1, 5, 5, 1).astype('f') for _ in range(3)]
+    held = [fn(x, w) for x in xs[:2]]
+    held.append(fn(xs[2], w))
+    del held[1]
+    held.append(fn(xs[1], w))
+    for (out, pooled), x in zip(held, [xs[0], xs[2], xs[1]]):
+        ref = ref_conv2d(x, w, (1, 1), 'valid')
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(pooled, ref_pool(2 * ref, (2, 2), (2, 2), 'max') + 1,
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_only_the_gradients_a_graph_uses_are_computed():

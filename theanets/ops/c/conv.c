@@ -16,10 +16,11 @@
 
 enum thn_conv_which { THN_CONV_FORWARD = 0, THN_CONV_INPUTS = 1, THN_CONV_WEIGHTS = 2 };
 
-/* Rows of a chunk: about THN_CONV_CHUNK_BYTES of patches, within [MIN_ROWS, MAX_ROWS].
- * Larger products amortise waking BLAS threads, but beyond a few MB the patches leave
- * the cache, and OpenBLAS's products whose inner dimension is the number of rows (the
- * weight gradient) slow down several times beyond about a thousand rows. */
+/* Rows of a chunk: about THN_CONV_CHUNK_BYTES of patches, at least MIN_ROWS, and for
+ * patches in rows at most MAX_ROWS. Larger products amortise waking BLAS threads, but
+ * beyond a few MB the patches leave the cache, and OpenBLAS's weight-gradient products
+ * (P^T dout, inner dimension the rows) slow down several times beyond about a thousand
+ * rows (not so PT dout, patches in columns). */
 #define THN_CONV_CHUNK_BYTES (4 << 20)
 #define THN_CONV_MIN_ROWS 64
 #define THN_CONV_MAX_ROWS 1024
@@ -61,6 +62,42 @@ static void thn_conv_copy(const thn_conv_args& g, T* x, T* P, npy_intp r0, npy_i
     }
 }
 
+/* The patches of output rows [r0, r1) as columns: PT (K x M, M = r1 - r0), PT[t][r - r0]
+ * for t = (u fh + v) C + c. Along one output line (b, i) a tap reads x every sh C
+ * entries: with one channel and stride 1, one run of x. For few channels (C fh small)
+ * the runs of thn_conv_copy would be a few values long. */
+template <typename T>
+static void thn_conv_columns(const thn_conv_args& g, const T* x, T* PT, npy_intp r0,
+                             npy_intp r1) {
+    const npy_intp M = r1 - r0, step = g.sh * g.C;
+    for (npy_intp r = r0; r < r1;) {
+        const npy_intp b = r / (g.Wo * g.Ho), i = r / g.Ho % g.Wo, j0 = r % g.Ho;
+        const npy_intp len = g.Ho - j0 < r1 - r ? g.Ho - j0 : r1 - r;  /* this line's rows */
+        for (npy_intp u = 0; u < g.fw; ++u) {
+            const npy_intp xi = i * g.sw + u - g.pw;
+            for (npy_intp v = 0; v < g.fh; ++v) {
+                /* q in [lo, hi): y = (j0 + q) sh + v - ph inside [0, H) */
+                const npy_intp y0 = j0 * g.sh + v - g.ph;
+                npy_intp lo = y0 < 0 ? (-y0 + g.sh - 1) / g.sh : 0;
+                npy_intp hi = y0 < g.H ? (g.H - 1 - y0) / g.sh + 1 : 0;
+                hi = xi < 0 || xi >= g.W ? 0 : hi < len ? hi : len;
+                lo = lo < hi ? lo : hi;
+                for (npy_intp c = 0; c < g.C; ++c) {
+                    T* __restrict d = PT + ((u * g.fh + v) * g.C + c) * M + (r - r0);
+                    const npy_intp at = ((b * g.W + xi) * g.H + y0) * g.C + c;  /* q = 0 */
+                    for (npy_intp q = 0; q < lo; ++q) d[q] = 0;
+                    if (step == 1)
+                        for (npy_intp q = lo; q < hi; ++q) d[q] = x[at + q];
+                    else
+                        for (npy_intp q = lo; q < hi; ++q) d[q] = x[at + q * step];
+                    for (npy_intp q = hi; q < len; ++q) d[q] = 0;
+                }
+            }
+        }
+        r += len;
+    }
+}
+
 /* Km[(u fh + v) C + c][k] = w[k, c, fw-1-u, fh-1-v]: with to_matrix, Km from w; else w
  * from Km. */
 template <typename T, bool to_matrix>
@@ -81,9 +118,10 @@ static void thn_conv_kernel_matrix(const thn_conv_args& g, T* w, T* Km) {
 template <typename T>
 static int thn_conv_kernel(const thn_conv_args& g, int which, T* x, T* w, T* y) {
     const npy_intp K = g.fw * g.fh * g.C, n = g.n, rows = g.B * g.Wo * g.Ho;
+    const bool columns = which != THN_CONV_INPUTS && g.C * g.fh <= 8;
     npy_intp chunk = THN_CONV_CHUNK_BYTES / (npy_intp)sizeof(T) / (K > 0 ? K : 1);
     chunk = chunk < THN_CONV_MIN_ROWS ? THN_CONV_MIN_ROWS
-            : chunk > THN_CONV_MAX_ROWS ? THN_CONV_MAX_ROWS : chunk;
+            : chunk > THN_CONV_MAX_ROWS && !columns ? THN_CONV_MAX_ROWS : chunk;
     const npy_intp chunks = (rows + chunk - 1) / chunk;  /* evened out over the rows */
     if (chunks > 0) chunk = (rows + chunks - 1) / chunks;
     T* Km = (T*)malloc(sizeof(T) * (size_t)(K * n + chunk * K + 1));
@@ -97,15 +135,15 @@ static int thn_conv_kernel(const thn_conv_args& g, int which, T* x, T* w, T* y) 
     for (npy_intp r0 = 0; r0 < rows; r0 += chunk) {
         const int M = (int)(rows - r0 < chunk ? rows - r0 : chunk);
         T* yr = y + r0 * n;
+        if (columns) thn_conv_columns<T>(g, x, P, r0, r0 + M);
+        else if (which != THN_CONV_INPUTS) thn_conv_copy<T, true>(g, x, P, r0, r0 + M);
         if (which == THN_CONV_FORWARD) {
-            thn_conv_copy<T, true>(g, x, P, r0, r0 + M);
-            thn_gemm(false, false, M, n, K, (T)1, P, K, Km, n, (T)0, yr, n);
+            thn_gemm(columns, false, M, n, K, (T)1, P, columns ? M : K, Km, n, (T)0, yr, n);
         } else if (which == THN_CONV_INPUTS) {
             thn_gemm(false, true, M, K, n, (T)1, yr, n, Km, n, (T)0, P, K);
             thn_conv_copy<T, false>(g, x, P, r0, r0 + M);
         } else {
-            thn_conv_copy<T, true>(g, x, P, r0, r0 + M);
-            thn_gemm(true, false, K, n, M, (T)1, P, K, yr, n, (T)1, Km, n);
+            thn_gemm(!columns, false, K, n, M, (T)1, P, columns ? M : K, yr, n, (T)1, Km, n);
         }
     }
     if (which == THN_CONV_WEIGHTS) thn_conv_kernel_matrix<T, false>(g, w, Km);
