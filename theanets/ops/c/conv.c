@@ -6,8 +6,8 @@
  * front along W (H) and enough behind (theanets.h: convolution geometry). The output
  * rows r = (b, i, j) are taken a chunk at a time: their patches, one row of
  * K = fw fh C values per output row in the order (u, v, c), are copied into a
- * scratch matrix P (M x K), and one BLAS product with the flipped kernel matrix
- * Km (K x n) does the arithmetic:
+ * scratch matrix P (M x K; for few channels its transpose), and one BLAS product with
+ * the flipped kernel matrix Km (K x n) does the arithmetic:
  *
  *   forward           out[rows] = P Km
  *   input gradient    P = dout[rows] Km^T, then added into dx where it came from
