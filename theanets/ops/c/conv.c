@@ -11,15 +11,16 @@
  *
  *   forward           out[rows] = P Km
  *   input gradient    P = dout[rows] Km^T, then added into dx where it came from
+ *                     (Km^T stored as such: OpenBLAS is faster without transposing)
  *   weight gradient   dKm += P^T dout[rows]; dw is dKm in the layout of w
  */
 
 enum thn_conv_which { THN_CONV_FORWARD = 0, THN_CONV_INPUTS = 1, THN_CONV_WEIGHTS = 2 };
 
-/* Rows of a chunk: about THN_CONV_CHUNK_BYTES of patches, at least MIN_ROWS, and for
- * patches in rows at most MAX_ROWS. Larger products amortise waking BLAS threads, but
- * beyond a few MB the patches leave the cache, and OpenBLAS's weight-gradient products
- * (P^T dout, inner dimension the rows) slow down several times beyond about a thousand
+/* Rows of a chunk: about THN_CONV_CHUNK_BYTES of patches, at least MIN_ROWS. Larger
+ * products amortise waking BLAS threads, but beyond a few MB the patches leave the
+ * cache. The weight gradient with patches in rows takes at most MAX_ROWS: OpenBLAS's
+ * P^T dout (inner dimension the rows) slows down several times beyond about a thousand
  * rows (not so PT dout, patches in columns). */
 #define THN_CONV_CHUNK_BYTES (4 << 20)
 #define THN_CONV_MIN_ROWS 64
@@ -72,25 +73,31 @@ static void thn_conv_columns(const thn_conv_args& g, const T* x, T* PT, npy_intp
     const npy_intp M = r1 - r0, step = g.sh * g.C;
     for (npy_intp r = r0; r < r1;) {
         const npy_intp b = r / (g.Wo * g.Ho), i = r / g.Ho % g.Wo, j0 = r % g.Ho;
-        const npy_intp len = g.Ho - j0 < r1 - r ? g.Ho - j0 : r1 - r;  /* this line's rows */
+        const int len = (int)(g.Ho - j0 < r1 - r ? g.Ho - j0 : r1 - r);  /* this line's rows */
         for (npy_intp u = 0; u < g.fw; ++u) {
             const npy_intp xi = i * g.sw + u - g.pw;
             for (npy_intp v = 0; v < g.fh; ++v) {
-                /* q in [lo, hi): y = (j0 + q) sh + v - ph inside [0, H) */
+                /* q in [lo, hi): y = y0 + q sh inside [0, H) */
                 const npy_intp y0 = j0 * g.sh + v - g.ph;
-                npy_intp lo = y0 < 0 ? (-y0 + g.sh - 1) / g.sh : 0;
-                npy_intp hi = y0 < g.H ? (g.H - 1 - y0) / g.sh + 1 : 0;
-                hi = xi < 0 || xi >= g.W ? 0 : hi < len ? hi : len;
-                lo = lo < hi ? lo : hi;
+                int lo = 0, hi = 0;
+                if (xi >= 0 && xi < g.W && y0 < g.H) {
+                    lo = y0 < 0 ? (int)((-y0 + g.sh - 1) / g.sh) : 0;
+                    hi = (int)((g.H - 1 - y0) / g.sh + 1);
+                    hi = hi < len ? hi : len;
+                    lo = lo < hi ? lo : hi;
+                }
                 for (npy_intp c = 0; c < g.C; ++c) {
                     T* __restrict d = PT + ((u * g.fh + v) * g.C + c) * M + (r - r0);
-                    const npy_intp at = ((b * g.W + xi) * g.H + y0) * g.C + c;  /* q = 0 */
-                    for (npy_intp q = 0; q < lo; ++q) d[q] = 0;
-                    if (step == 1)
-                        for (npy_intp q = lo; q < hi; ++q) d[q] = x[at + q];
-                    else
-                        for (npy_intp q = lo; q < hi; ++q) d[q] = x[at + q * step];
-                    for (npy_intp q = hi; q < len; ++q) d[q] = 0;
+                    for (int q = 0; q < lo; ++q) d[q] = 0;
+                    if (hi > lo) {
+                        const T* __restrict s =
+                            x + ((b * g.W + xi) * g.H + y0 + lo * g.sh) * g.C + c;
+                        if (step == 1)
+                            for (int q = lo; q < hi; ++q) d[q] = s[q - lo];
+                        else
+                            for (int q = lo; q < hi; ++q) d[q] = s[(q - lo) * step];
+                    }
+                    for (int q = hi; q < len; ++q) d[q] = 0;
                 }
             }
         }
@@ -98,15 +105,17 @@ static void thn_conv_columns(const thn_conv_args& g, const T* x, T* PT, npy_intp
     }
 }
 
-/* Km[(u fh + v) C + c][k] = w[k, c, fw-1-u, fh-1-v]: with to_matrix, Km from w; else w
- * from Km. */
+/* Km[t][k] = w[k, c, fw-1-u, fh-1-v] for t = (u fh + v) C + c (or its transpose Km[k][t]):
+ * with to_matrix, Km from w; else w from Km. */
 template <typename T, bool to_matrix>
-static void thn_conv_kernel_matrix(const thn_conv_args& g, T* w, T* Km) {
+static void thn_conv_kernel_matrix(const thn_conv_args& g, T* w, T* Km, bool transposed) {
+    const npy_intp K = g.fw * g.fh * g.C;
     for (npy_intp k = 0; k < g.n; ++k)
         for (npy_intp c = 0; c < g.C; ++c)
             for (npy_intp u = 0; u < g.fw; ++u)
                 for (npy_intp v = 0; v < g.fh; ++v) {
-                    T& m = Km[((u * g.fh + v) * g.C + c) * g.n + k];
+                    const npy_intp t = (u * g.fh + v) * g.C + c;
+                    T& m = transposed ? Km[k * K + t] : Km[t * g.n + k];
                     T& e = w[((k * g.C + c) * g.fw + g.fw - 1 - u) * g.fh + g.fh - 1 - v];
                     if (to_matrix) m = e;
                     else e = m;
@@ -119,9 +128,10 @@ template <typename T>
 static int thn_conv_kernel(const thn_conv_args& g, int which, T* x, T* w, T* y) {
     const npy_intp K = g.fw * g.fh * g.C, n = g.n, rows = g.B * g.Wo * g.Ho;
     const bool columns = which != THN_CONV_INPUTS && g.C * g.fh <= 8;
+    const bool capped = which == THN_CONV_WEIGHTS && !columns;
     npy_intp chunk = THN_CONV_CHUNK_BYTES / (npy_intp)sizeof(T) / (K > 0 ? K : 1);
     chunk = chunk < THN_CONV_MIN_ROWS ? THN_CONV_MIN_ROWS
-            : chunk > THN_CONV_MAX_ROWS && !columns ? THN_CONV_MAX_ROWS : chunk;
+            : chunk > THN_CONV_MAX_ROWS && capped ? THN_CONV_MAX_ROWS : chunk;
     const npy_intp chunks = (rows + chunk - 1) / chunk;  /* evened out over the rows */
     if (chunks > 0) chunk = (rows + chunks - 1) / chunks;
     T* Km = (T*)malloc(sizeof(T) * (size_t)(K * n + chunk * K + 1));
@@ -131,7 +141,7 @@ static int thn_conv_kernel(const thn_conv_args& g, int which, T* x, T* w, T* y) 
     }
     T* P = Km + K * n;
     if (which == THN_CONV_WEIGHTS) memset(Km, 0, sizeof(T) * (size_t)(K * n));
-    else thn_conv_kernel_matrix<T, true>(g, w, Km);
+    else thn_conv_kernel_matrix<T, true>(g, w, Km, which == THN_CONV_INPUTS);
     for (npy_intp r0 = 0; r0 < rows; r0 += chunk) {
         const int M = (int)(rows - r0 < chunk ? rows - r0 : chunk);
         T* yr = y + r0 * n;
@@ -140,13 +150,13 @@ static int thn_conv_kernel(const thn_conv_args& g, int which, T* x, T* w, T* y) 
         if (which == THN_CONV_FORWARD) {
             thn_gemm(columns, false, M, n, K, (T)1, P, columns ? M : K, Km, n, (T)0, yr, n);
         } else if (which == THN_CONV_INPUTS) {
-            thn_gemm(false, true, M, K, n, (T)1, yr, n, Km, n, (T)0, P, K);
+            thn_gemm(false, false, M, K, n, (T)1, yr, n, Km, K, (T)0, P, K);  /* Km^T */
             thn_conv_copy<T, false>(g, x, P, r0, r0 + M);
         } else {
             thn_gemm(!columns, false, K, n, M, (T)1, P, columns ? M : K, yr, n, (T)1, Km, n);
         }
     }
-    if (which == THN_CONV_WEIGHTS) thn_conv_kernel_matrix<T, false>(g, w, Km);
+    if (which == THN_CONV_WEIGHTS) thn_conv_kernel_matrix<T, false>(g, w, Km, false);
     free(Km);
     return 0;
 }
