@@ -5,21 +5,16 @@ Network (LeNet-like, channels-last for PyTensor, NCHW for PyTorch)::
     x (B, 28, 28, 1) -> conv 32 5x5 relu -> maxpool 2 -> conv 64 5x5 relu
       -> maxpool 2 -> dense 10 softmax -> cross-entropy, plain SGD step
 
-Each PyTensor formulation (``--methods``) is compiled with
-:func:`theanets.backend.function`; runs are interleaved with PyTorch's (if it is
-importable) and the median examples/s of several rounds is printed. The
-``fused`` method uses the C Ops of :mod:`theanets.ops.conv_fused` for the
-convolutions and the pooling; the others pool with the pure-PyTensor
-formulation. ``--profile`` prints PyTensor's per-node profile of one method.
+The step is built directly from the ops of :mod:`theanets.ops.conv` (no
+theanets model around it) and compiled in each PyTensor mode of ``--modes``
+(``CVM``: their C code; ``JAX``: their JAX twins); runs are interleaved with
+PyTorch's (if it is importable) and the median examples/s of several rounds is
+printed. ``--profile`` prints PyTensor's per-node profile of the CVM step.
 
 Usage::
 
     python benchmarks/bench_ops_conv.py [--batch 64] [--rounds 5] [--steps 10]
-        [--methods fused,im2col,im2col_first,im2col_last,shift] [--threads N] [--signal]
-        [--chunk-bytes N] [--profile METHOD]
-
-``--signal`` also times one step of the (very slow) pytensor.tensor.signal
-formulation on 4 examples.
+        [--modes CVM,JAX] [--threads N] [--profile] [--pool-mode max]
 
 Both frameworks allocate multi-megabyte arrays each step, and glibc serves
 them with fresh (page-faulting) memory until its dynamic mmap threshold has
@@ -71,24 +66,24 @@ def init_params(seed=0):
                 w3=(rng.randn(4 * 4 * 64, 10) / 32).astype('f'), b3=np.zeros(10, 'f'))
 
 
-def build_pytensor(params, method, pool_mode='max', profile=False):
-    """Compile one SGD step; returns f(x, y) -> loss."""
+def build_pytensor(params, mode, pool_mode='max', profile=False):
+    """Compile one SGD step in PyTensor mode ``mode``; returns f(x, y) -> loss."""
     shared = {k: pytensor.shared(v.copy(), name=k) for k, v in params.items()}
-    x = pt.tensor4('x', shape=(None, 28, 28, 1))   # static channels: lets 'im2col' choose
+    x = pt.tensor4('x', shape=(None, 28, 28, 1))
     y = pt.ivector('y')
-    pool = 'fused' if method == 'fused' else 'pytensor'
-    h = C.conv2d(x, shared['w1'], method=method) + shared['b1']
-    h = C.pool2d(pt.maximum(h, 0), 2, mode=pool_mode, method=pool)
-    h = C.conv2d(h, shared['w2'], method=method) + shared['b2']
-    h = C.pool2d(pt.maximum(h, 0), 2, mode=pool_mode, method=pool)
-    h = h.reshape((h.shape[0], -1))
+    h = C.conv2d(x, shared['w1']) + shared['b1']
+    h = C.pool2d(pt.maximum(h, 0), 2, mode=pool_mode)
+    h = C.conv2d(h, shared['w2']) + shared['b2']
+    h = C.pool2d(pt.maximum(h, 0), 2, mode=pool_mode)
+    h = h.reshape((h.shape[0], 4 * 4 * 64))
     logits = pt.dot(h, shared['w3']) + shared['b3']
     logp = logits - pt.logsumexp(logits, axis=1, keepdims=True)
-    loss = -logp[pt.arange(y.shape[0]), y].mean()
+    loss = -(logp * pt.eq(y[:, None], np.arange(10))).sum(axis=1).mean()
     names = sorted(shared)
     grads = pytensor.grad(loss, [shared[k] for k in names])
     updates = [(shared[k], shared[k] - LR * g) for k, g in zip(names, grads)]
-    return theanets.backend.function([x, y], loss, updates=updates, name=method,
+    theanets.backend.set_mode(mode)
+    return theanets.backend.function([x, y], loss, updates=updates, name=mode,
                                      profile=profile or None)
 
 
@@ -125,7 +120,7 @@ def timed(fn, args, steps):
     fn(*args)  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
-        fn(*args)
+        float(fn(*args))  # waits for the result (JAX returns before computing)
     return time.perf_counter() - start
 
 
@@ -134,16 +129,12 @@ def main():
     parser.add_argument('--batch', type=int, default=64)
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--steps', type=int, default=10)
-    parser.add_argument('--methods', default='fused,im2col,im2col_first,im2col_last,shift')
-    parser.add_argument('--chunk-bytes', type=int, default=None,
-                        help='patch-matrix bytes per chunk of the fused Ops')
-    parser.add_argument('--profile', default=None, metavar='METHOD',
-                        help="print PyTensor's profile of this method's step")
+    parser.add_argument('--modes', default='CVM,JAX', help='PyTensor modes to time')
+    parser.add_argument('--profile', action='store_true',
+                        help="print PyTensor's profile of the CVM step")
     parser.add_argument('--pool-mode', default='max')
     parser.add_argument('--threads', type=int, default=None,
                         help='BLAS/OpenMP threads for both frameworks (default: unchanged)')
-    parser.add_argument('--signal', action='store_true',
-                        help='also time the pytensor.tensor.signal formulation (slow)')
     args = parser.parse_args()
 
     rng = np.random.RandomState(1)
@@ -151,16 +142,13 @@ def main():
     x = rng.rand(args.batch, 28, 28, 1).astype('f')
     y = rng.randint(0, 10, size=args.batch).astype('int32')
 
-    if args.chunk_bytes:
-        from theanets.ops import conv_fused
-        conv_fused.CHUNK_BYTES = args.chunk_bytes
     runners = {}
-    for method in args.methods.split(','):
+    for mode in args.modes.split(','):
         t0 = time.perf_counter()
-        runners[method] = (build_pytensor(params, method, args.pool_mode,
-                                          profile=method == args.profile),
-                           (x, y), args.steps)
-        print('compiled {} in {:.1f}s'.format(method, time.perf_counter() - t0))
+        runners[mode] = (build_pytensor(params, mode, args.pool_mode,
+                                        profile=args.profile and mode == 'CVM'),
+                         (x, y), args.steps)
+        print('compiled {} in {:.1f}s'.format(mode, time.perf_counter() - t0))
     try:
         import torch
     except ImportError:
@@ -174,12 +162,6 @@ def main():
         fresh = build_pytensor(params, first, args.pool_mode)
         print('initial loss: pytensor {:.5f} torch {:.5f}'.format(
             float(fresh(x, y)), build_torch(params)(*runners['torch'][1])))
-    if args.signal:
-        # one step on a few examples: it loops over example x filter x channel in SciPy.
-        small = min(args.batch, 4)
-        runners['signal'] = (build_pytensor(params, 'signal', args.pool_mode),
-                             (x[:small], y[:small]), 1)
-
     rates = {name: [] for name in runners}
     for _ in range(args.rounds):
         for name, (fn, fargs, steps) in runners.items():
@@ -194,8 +176,8 @@ def main():
         if 'torch' in med and name != 'torch':
             line += '   ratio to torch {:.3f}'.format(rate / med['torch'])
         print(line)
-    if args.profile in runners:
-        runners[args.profile][0].profile.summary(n_ops_to_print=0, n_apply_to_print=15)
+    if args.profile and 'CVM' in runners:
+        runners['CVM'][0].profile.summary(n_ops_to_print=0, n_apply_to_print=15)
 
 
 if __name__ == '__main__':

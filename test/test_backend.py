@@ -49,18 +49,6 @@ def test_set_mode_is_used_for_new_functions(monkeypatch):
     assert 'fast_compile' in modes[0].provided_optimizer.include
 
 
-def test_softmax_runs_as_c_code_in_the_default_mode():
-    # PyTensor 3.0 runs Softmax as a Python op wrapping an inner function;
-    # the library's modes inline it into C reductions and elementwise loops.
-    z = pytensor.tensor.matrix()
-    f = backend.function([z], pytensor.tensor.special.softmax(z, axis=-1))
-    ops = [type(node.op).__name__ for node in f.maker.fgraph.toposort()]
-    assert 'Softmax' not in ops
-    x = np.array([[1, 2, 3], [1000, 0, -1000]], 'f')
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    np.testing.assert_allclose(f(x), e / e.sum(axis=1, keepdims=True), rtol=1e-6)
-
-
 def test_each_function_compiles_once():
     rng = np.random.RandomState(0)
     x = rng.randn(40, 3).astype('f')

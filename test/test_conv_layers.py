@@ -188,30 +188,79 @@ def test_conv_models_train_with_regularizers(algo):
     assert net.score(x, y) > before
 
 
-def test_conv_net_runs_fused_ops_and_matches_pure_pytensor(monkeypatch):
-    """In C mode a conv + pool net compiles to the fused ops; its outputs and
-    gradients equal those of the pure-PyTensor formulations."""
+def test_conv_net_graph_uses_the_ops():
+    """A conv + pool net compiles to the ops of theanets.ops.conv; the input layer's
+    input gradient is not computed."""
     import pytensor
-    from theanets.ops import conv as conv_ops
+    net = theanets.convolution.Regressor([
+        (7, 6, 2), dict(form='conv2', size=3, filter_size=(3, 2), stride=(1, 2),
+                        border_mode='same'),
+        dict(form='pool2', pool_size=(2, 2)), 'flatten', 2], rng=8)
+    loss = net.loss()
+    fn = theanets.backend.function(net.variables, pytensor.grad(loss, net.find('hid1', 'w')))
+    ops = {type(n.op).__name__ for n in fn.maker.fgraph.apply_nodes}
+    assert {'ConvOp', 'ConvGradWeightsOp', 'PoolOp', 'PoolGradOp'} <= ops
+    assert 'ConvGradInputsOp' not in ops
 
-    def build():
-        net = theanets.convolution.Regressor([
-            (7, 6, 2), dict(form='conv2', size=3, filter_size=(3, 2), stride=(1, 2),
-                            border_mode='same'),
-            dict(form='pool2', pool_size=(2, 2)), 'flatten', 2], rng=8)
-        loss = net.loss()
-        params = [net.find('hid1', 'w'), net.find('hid1', 'b')]
-        return theanets.backend.function(net.variables, [loss] + pytensor.grad(loss, params))
 
-    fused = build()
-    ops = {type(n.op).__name__ for n in fused.maker.fgraph.apply_nodes}
-    assert {'Conv2dOp', 'Conv2dGradWeightsOp', 'Pool2dOp', 'Pool2dGradOp'} <= ops
-    assert 'Conv2dGradInputsOp' not in ops           # the input layer needs no dx
-    monkeypatch.setattr(conv_ops, '_use_fused', lambda *variables: False)
-    pure = build()
-    assert 'Conv2dOp' not in {type(n.op).__name__ for n in pure.maker.fgraph.apply_nodes}
-    rng = np.random.RandomState(9)
-    x = rng.randn(4, 7, 6, 2).astype('f')
-    y = rng.randn(4, 2).astype('f')
-    for a, b in zip(fused(x, y), pure(x, y)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+def _jax_models():
+    """(name, build(rng) -> network, input shape, target maker) of tiny models."""
+    rng = np.random.RandomState(10)
+    images = [(8, 7, 2), dict(form='conv2', size=3, filter_size=(3, 2), border_mode='same'),
+              dict(form='pool2', pool_size=2), 'flatten']
+    return [
+        ('conv2 classifier', lambda seed: theanets.convolution.Classifier(
+            images + [3], rng=seed), (16, 8, 7, 2), rng.randint(3, size=16).astype('i')),
+        ('conv2 regressor', lambda seed: theanets.convolution.Regressor([
+            (8, 7, 2), dict(form='conv2', size=3, filter_size=2, stride=(2, 1),
+                            border_mode='full'),
+            dict(form='pool2', pool_size=(3, 2), stride=(2, 1), mode='mean'), 'flatten', 2],
+            rng=seed), (16, 8, 7, 2), rng.randn(16, 2).astype('f')),
+        ('conv1 regressor', lambda seed: theanets.recurrent.Regressor([
+            2, dict(form='conv1', size=3, filter_size=4, border_mode='same',
+                    activation='tanh'),
+            dict(form='conv1', size=2, filter_size=1, activation='linear')], rng=seed),
+         (16, 9, 2), rng.randn(16, 9, 2).astype('f')),
+        ('mlp classifier', lambda seed: theanets.Classifier([5, 4, 3], rng=seed), (16, 5),
+         rng.randint(3, size=16).astype('i')),
+    ]
+
+
+@pytest.fixture
+def restore_mode():
+    previous = theanets.backend.get_mode()
+    yield
+    theanets.backend.set_mode(previous)
+
+
+@pytest.mark.parametrize('name,build,shape,target', _jax_models(),
+                         ids=[m[0] for m in _jax_models()])
+def test_models_in_jax_mode(restore_mode, name, build, shape, target):
+    """Same weights: JAX mode predicts as C mode does; it trains (the loss falls)."""
+    pytest.importorskip('jax')
+    x = np.random.RandomState(11).randn(*shape).astype('f')
+    outputs, losses = [], []
+    for mode in ('CVM', 'JAX'):
+        theanets.backend.set_mode(mode)
+        net = build(12)
+        outputs.append(net.predict(x))
+        losses.append([monitors['loss'] for monitors, _ in net.itertrain(
+            [x, target], algo='sgd', learning_rate=0.05, momentum=0.5, batch_size=16,
+            max_updates=8)])
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(losses[1][0], losses[0][0], rtol=1e-4)
+    assert losses[1][-1] < losses[1][0]
+
+
+def test_conv1_and_pool1_predict_in_jax_mode(restore_mode):
+    pytest.importorskip('jax')
+    x = np.random.RandomState(13).randn(4, 11, 2).astype('f')
+    outputs = []
+    for mode in ('CVM', 'JAX'):
+        theanets.backend.set_mode(mode)
+        net = theanets.recurrent.Regressor([
+            2, dict(form='conv1', size=3, filter_size=3, stride=2, border_mode='full'),
+            dict(form='pool1', pool_size=3, stride=1, mode='max'), 2], rng=14)
+        outputs.append(net.predict(x))
+    assert outputs[0].shape == (4, 5, 2)
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)

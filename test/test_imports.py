@@ -108,13 +108,6 @@ def test_walker_sees_imports_inside_functions():
     assert 'theanets.layers.feedforward' in graph['theanets.layers']
 
 
-#: Cycles in modules this test does not own yet: ops/conv_fused.py imports
-#: ``_window`` from ops/conv.py, which imports conv_fused. Remove the entry
-#: when the helper moves (then this test fails until it is removed).
-KNOWN = [['theanets.ops.conv', 'theanets.ops.conv_fused']]
-
-
 def test_package_imports_have_no_cycle():
     found = cycles(import_graph())
-    assert [c for c in found if c not in KNOWN] == []
-    assert all(c in found for c in KNOWN), 'a known cycle is gone: remove it from KNOWN'
+    assert found == []

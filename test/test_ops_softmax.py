@@ -1,4 +1,5 @@
-"""Tests of the row-wise C softmax (theanets.ops.softmax)."""
+"""Tests of the row-wise softmax op (theanets.ops.softmax): every face (C, portable C,
+NumPy, JAX) against PyTensor's own softmax, values and first and second derivatives."""
 
 import numpy as np
 import pytest
@@ -6,12 +7,12 @@ import pytest
 import theanets
 import pytensor
 import pytensor.tensor as pt
-from pytensor.compile.mode import Mode
 
 from theanets import activations, backend
 from theanets.ops import softmax as sm
+from op_faces import face  # noqa: F401  (fixture)
 
-PY_MODE = Mode(linker='py', optimizer='fast_compile')   # runs the Ops' perform
+SHAPES = [(7, 10), (3, 5, 64), (4, 1), (2, 3, 2, 130)]
 
 
 def np_softmax(x):
@@ -20,86 +21,87 @@ def np_softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def graphs(impl, dtype, ndim):
-    """Outputs, gradient and Hessian-vector product of <softmax(x), r>."""
-    x = pt.tensor(dtype=dtype, shape=(None,) * ndim)
-    r = pt.tensor(dtype=dtype, shape=(None,) * ndim)
-    v = pt.tensor(dtype=dtype, shape=(None,) * ndim)
-    y = impl(x)
-    g = pytensor.grad((y * r).sum(), x)
-    hv = pytensor.grad((g * v).sum(), x)
-    return [x, r, v], [y, g, hv]
+def graphs(impl, dtype):
+    """Inputs, and outputs, gradients and Hessian-vector products of <softmax(x), r>."""
+    inputs, outputs = [], []
+    for shape in SHAPES:
+        x, r, v = (pt.tensor(dtype=dtype, shape=(None,) * len(shape)) for _ in 'xrv')
+        y = impl(x)
+        g = pytensor.grad((y * r).sum(), x)
+        inputs += [x, r, v]
+        outputs += [y, g, pytensor.grad((g * v).sum(), x)]
+    return inputs, outputs
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])
-@pytest.mark.parametrize('shape', [(7, 10), (3, 5, 64), (4, 1), (2, 3, 2, 130)])
-def test_values_gradients_and_second_derivatives(dtype, shape):
+def test_values_gradients_and_second_derivatives(face, dtype):
     rng = np.random.RandomState(0)
-    vals = [(rng.randn(*shape) * 4).astype(dtype) for _ in range(3)]
-    ins, outs = graphs(sm.softmax, dtype, len(shape))
-    got = backend.function(ins, outs)(*vals)
-    ins, outs = graphs(lambda z: pt.special.softmax(z, axis=-1), dtype, len(shape))
-    want = pytensor.function(ins, outs, mode='FAST_COMPILE')(*vals)
+    values = [(rng.randn(*shape) * 4).astype(dtype) for shape in SHAPES for _ in 'xrv']
+    got = face(*graphs(sm.softmax, dtype), *values)
+    ins, outs = graphs(lambda z: pt.special.softmax(z, axis=-1), dtype)
+    want = pytensor.function(ins, outs, mode='FAST_COMPILE')(*values)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == 'float32' else dict(rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(got[0], np_softmax(vals[0]), **tol)
-    for name, a, b in zip(['y', 'dx', 'hv'], got, want):
+    for k, (a, b) in enumerate(zip(got, want)):
+        if k % 3 == 0:
+            np.testing.assert_allclose(a, np_softmax(values[k]), **tol)
         assert a.dtype == np.dtype(dtype)
         scale = np.abs(b).max()        # float32 rounding differs between the two graphs
-        np.testing.assert_allclose(a, b, err_msg=name, rtol=tol['rtol'],
-                                   atol=max(tol['atol'], tol['rtol'] * scale))
+        np.testing.assert_allclose(a, b, err_msg=str((SHAPES[k // 3], 'y dx hv'[k % 3])),
+                                   rtol=tol['rtol'], atol=max(tol['atol'], tol['rtol'] * scale))
 
 
-def test_perform_matches_c():
-    rng = np.random.RandomState(1)
-    vals = [rng.randn(6, 9).astype('float32') for _ in range(3)]
-    ins, outs = graphs(sm.softmax, 'float32', 2)
-    c = backend.function(ins, outs)(*vals)
-    py = pytensor.function(ins, outs, mode=PY_MODE)(*vals)
-    for a, b in zip(c, py):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_extreme_and_non_contiguous_inputs():
+def test_extreme_and_non_contiguous_inputs(face):
     x = pt.matrix(dtype='float32')
-    f = backend.function([x], sm.softmax(x[:, ::2]))
     big = np.array([[1e4, -1e4, 0.0, 88.0], [-1e30, 3.0, 3.0, 1e30]], 'float32')
-    got = f(np.repeat(big, 2, axis=1))
-    want = np_softmax(big)
+    (got,) = face([x], [sm.softmax(x[:, ::2])], np.repeat(big, 2, axis=1))
     assert np.isfinite(got).all()
-    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(got, np_softmax(big), atol=1e-6)
 
 
-def test_empty_rows_and_columns():
-    x = pt.matrix(dtype='float64')
-    f = backend.function([x], sm.softmax(x))
-    assert f(np.zeros((0, 5))).shape == (0, 5)
-    assert f(np.zeros((3, 0))).shape == (3, 0)
+def test_empty_rows_and_columns(face):
+    x = pt.matrix(dtype='float32')
+    fn = face.function([x], sm.softmax(x))
+    assert fn(np.zeros((0, 5), 'f')).shape == (0, 5)
+    assert fn(np.zeros((3, 0), 'f')).shape == (3, 0)
 
 
-def test_scalar_input_is_rejected():
-    with pytest.raises(ValueError, match='at least one axis'):
+def test_shape_errors(face):
+    if face.name == 'jax':
+        pytest.skip('JAX checks shapes itself')
+    dy, y = pt.matrix(), pt.matrix()
+    fn = face.function([dy, y], sm.SoftmaxGradOp()(dy, y))
+    with pytest.raises(ValueError, match=r'softmax gradient: dy has shape \(2, 3\), '
+                                         r'expected \(2, 4\)'):
+        fn(np.zeros((2, 3), 'f'), np.zeros((2, 4), 'f'))
+
+
+def test_graph_errors_and_casts():
+    with pytest.raises(ValueError, match='softmax: x must have at least one axis, got a '
+                                         'scalar'):
         sm.softmax(pt.scalar())
-
-
-def test_integer_input_is_cast_to_floatx():
+    with pytest.raises(ValueError, match='softmax gradient: dy has 1 axes, y has 2'):
+        sm.SoftmaxGradOp()(pt.vector(), pt.matrix())
     assert sm.softmax(pt.imatrix()).dtype == pytensor.config.floatX
 
 
-def test_activation_uses_the_c_op_only_in_modes_that_run_c_code():
-    z = pt.matrix('z')
-    f = backend.function([z], activations.build('softmax', None)(z))
-    assert any(isinstance(n.op, sm.SoftmaxOp) for n in f.maker.fgraph.apply_nodes)
+@pytest.mark.parametrize('mode', ['CVM', 'JAX'])
+def test_the_activation_is_the_op_in_every_mode(mode):
+    if mode == 'JAX':
+        pytest.importorskip('jax')
     previous = backend.get_mode()
     try:
-        backend.set_mode('JAX')
-        out = activations.build('softmax', None)(z)
-        assert not isinstance(out.owner.op, sm.SoftmaxOp)
+        backend.set_mode(mode)
+        z = pt.matrix('z')
+        fn = backend.function([z], activations.build('softmax', None)(z))
+        assert any(isinstance(n.op, sm.SoftmaxOp) for n in fn.maker.fgraph.apply_nodes)
+        x = np.array([[1, 2, 3], [1000, 0, -1000]], 'f')
+        np.testing.assert_allclose(fn(x), np_softmax(x), rtol=1e-6, atol=1e-7)
     finally:
         backend.set_mode(previous)
 
 
-def test_classifier_trains_with_esgd_through_the_c_softmax(c_mode):
-    # ESGD differentiates the gradient: the softmax gradient Op must be differentiable
+def test_classifier_trains_with_esgd_through_the_softmax(c_mode):
+    # ESGD differentiates the gradient: the softmax gradient op must be differentiable
     rng = np.random.RandomState(2)
     x = rng.randn(40, 4).astype('f')
     y = (x[:, 0] > 0).astype('i')

@@ -108,31 +108,8 @@ with warnings.catch_warnings():
 _MODE = os.environ.get('THEANETS_MODE', 'CVM')
 _COMPILES = [0]
 
-# PyTensor 3.0 runs Softmax and LogSoftmax in C modes as Python Ops wrapping
-# an inner compiled function (about 0.6 ms per call on a 1600 x 64 input).
-# Inlined, they become C reductions and fused elementwise loops. The rewrite
-# carries its own tag, so it runs only in modes that theanets builds.
-_INLINE_TAG = 'theanets_inline_softmax'
-# backends that compile Softmax natively
-_NATIVE_SOFTMAX = ('JAX', 'NUMBA', 'PYTORCH', 'MLX')
-
-
-def _register_softmax_inlining():
-    from pytensor.compile import optdb
-    from pytensor.graph.rewriting.basic import node_rewriter
-    from pytensor.tensor.rewriting.ofg import inline_ofg_node
-    from pytensor.tensor.special import LogSoftmax, Softmax
-
-    @node_rewriter([Softmax, LogSoftmax])
-    def theanets_inline_softmax(fgraph, node):
-        return inline_ofg_node(node)
-
-    if _INLINE_TAG not in optdb['specialize'].__db__:
-        # a name is also a tag: only modes ``including`` it run the rewrite
-        optdb['specialize'].register(_INLINE_TAG, theanets_inline_softmax)
-
-
-_register_softmax_inlining()
+# backends that translate every op into another framework
+_TRANSPILED_MODES = ('JAX', 'NUMBA', 'PYTORCH', 'MLX')
 
 
 # GRU and LSTM ops that keep no per-step cache where nothing reads it (theanets.ops.recurrent)
@@ -142,10 +119,10 @@ _FORWARD_ONLY_TAG = 'theanets_recurrent_forward_only'
 def _compile_mode(mode=None):
     """The PyTensor mode object for :func:`function` (default: the current mode)."""
     mode = _MODE if mode is None else mode
-    if not isinstance(mode, str) or mode.upper() in _NATIVE_SOFTMAX:
+    if not isinstance(mode, str) or mode.upper() in _TRANSPILED_MODES:
         return mode
     from pytensor.compile.mode import get_mode
-    mode = get_mode(mode).including(_INLINE_TAG)
+    mode = get_mode(mode)
     if runs_custom_ops(mode):
         mode = mode.including(_FORWARD_ONLY_TAG)
     return mode
@@ -188,7 +165,7 @@ def runs_custom_ops(mode=None):
     (e.g. ``scan`` instead of the fused recurrent ops).
     """
     mode = _MODE if mode is None else mode
-    if isinstance(mode, str) and mode.upper() in _NATIVE_SOFTMAX:
+    if isinstance(mode, str) and mode.upper() in _TRANSPILED_MODES:
         return False
     return _linker_name(mode) not in _TRANSPILING_LINKERS
 

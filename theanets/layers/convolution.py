@@ -5,11 +5,10 @@
 - :class:`Pool1` and :class:`Pool2` take the max or mean over windows.
 
 The arithmetic is in :mod:`theanets.ops.conv`: a true convolution with a
-flipped kernel, as Theano's ``conv2d`` computed. In modes that run C code it
-uses the fused ops of :mod:`theanets.ops.conv_fused` (patches of a chunk of
-output positions copied into a cache-sized buffer, one matrix product per
-chunk, C pooling); in the JAX and NUMBA modes, strided slices gathered into one
-matrix product per layer.
+flipped kernel, as Theano's ``conv2d`` computed, and pooling, as operations
+with C code (patches of a chunk of output positions copied into a cache-sized
+buffer, one BLAS product per chunk) and a JAX implementation: the same graph in
+every mode.
 
 Examples
 --------
@@ -38,19 +37,12 @@ __all__ = ['Convolution', 'Conv1', 'Conv2', 'Pooling', 'Pool1', 'Pool2']
 log = logging.getLogger(__name__)
 
 
-def _ints(value, n, what, layer):
-    values = (value, ) * n if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(values) != n or not all(isinstance(v, (int, np.integer)) and v > 0 for v in values):
-        raise util.ConfigurationError(
-            'layer {!r}: {} must be {} positive int(s), got {!r}'.format(layer, what, n, value))
-    return tuple(int(v) for v in values)
-
-
-def _choice(value, choices, what, layer):
-    if value not in choices:
-        raise util.ConfigurationError('layer {!r}: {} must be {}, got {!r}'.format(
-            layer, what, ' or '.join(map(repr, choices)), value))
-    return value
+def _checked(layer, check, *args):
+    """``check(*args)`` (a validator of :mod:`theanets.ops.conv`), its errors naming ``layer``."""
+    try:
+        return check(*args)
+    except ValueError as err:
+        raise util.ConfigurationError('layer {!r}: {}'.format(layer, err)) from None
 
 
 def _spatial_output(layer, spatial, what):
@@ -97,9 +89,9 @@ class Convolution(Layer):
         if filter_size is None:
             raise util.ConfigurationError(
                 'convolution layer {!r} needs filter_size='.format(name))
-        self.border_mode = _choice(border_mode, ('valid', 'full', 'same'), 'border_mode', name)
-        self.filter_size = _ints(filter_size, self.NDIM, 'filter_size', name)
-        self.stride = _ints(stride, self.NDIM, 'stride', name)
+        self.border_mode = _checked(name, conv.check_border_mode, border_mode)
+        self.filter_size = _checked(name, conv.check_ints, filter_size, self.NDIM, 'filter_size')
+        self.stride = _checked(name, conv.check_ints, stride, self.NDIM, 'stride')
         super().__init__(**kwargs)
 
     def resolve_outputs(self):
@@ -148,8 +140,7 @@ class Conv1(Convolution):
         return (self.output_size, self.input_size, 1) + self.filter_size
 
     def _convolve(self, x, w):
-        return conv.conv1d(x, w, stride=self.stride[0], border_mode=self.border_mode,
-                           filter_size=self.filter_size[0])
+        return conv.conv1d(x, w, stride=self.stride[0], border_mode=self.border_mode)
 
 
 class Conv2(Convolution):
@@ -161,8 +152,7 @@ class Conv2(Convolution):
     NDIM = 2
 
     def _convolve(self, x, w):
-        return conv.conv2d(x, w, stride=self.stride, border_mode=self.border_mode,
-                           filter_size=self.filter_size)
+        return conv.conv2d(x, w, stride=self.stride, border_mode=self.border_mode)
 
 
 class Pooling(Layer):
@@ -187,10 +177,10 @@ class Pooling(Layer):
         name = kwargs.get('name')
         if pool_size is None:
             raise util.ConfigurationError('pooling layer {!r} needs pool_size='.format(name))
-        self.mode = _choice(mode, ('max', 'mean', 'average'), 'mode', name)
-        self.pool_size = _ints(pool_size, self.NDIM, 'pool_size', name)
-        self.stride = self.pool_size if stride is None else _ints(
-            stride, self.NDIM, 'stride', name)
+        self.mode = _checked(name, conv.check_pool_mode, mode)
+        self.pool_size = _checked(name, conv.check_ints, pool_size, self.NDIM, 'pool_size')
+        self.stride = self.pool_size if stride is None else _checked(
+            name, conv.check_ints, stride, self.NDIM, 'stride')
         super().__init__(**kwargs)
 
     def resolve_outputs(self):

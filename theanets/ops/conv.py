@@ -1,124 +1,119 @@
-r"""Symbolic convolution and pooling for channels-last tensors.
+r"""Convolution and pooling of channels-last tensors: C ops with NumPy and JAX faces.
 
-PyTensor no longer ships Theano's ``conv2d`` or ``pool_2d``. This module provides
-them in two ways: fused Ops with C code (:mod:`theanets.ops.conv_fused`, the
-default in modes that run C/Python Ops, see
-:func:`theanets.backend.runs_custom_ops`), and formulations built out of
-ordinary PyTensor operations, so that gradients, shape inference and every
-compilation mode (JAX, Numba, ...) work without custom code.
-
-Convolution convention
-----------------------
+Convolution
+-----------
 :func:`conv1d` and :func:`conv2d` compute a **true convolution**: the kernel is
-flipped along every spatial axis, as Theano's legacy ``conv2d`` did (and as
-``scipy.signal.convolve`` does). For a 2-D input ``x`` of shape
-``(B, W, H, C)`` zero-padded to ``xp`` (see border modes below) and weights
-``w`` of shape ``(n, C, fw, fh)``::
+flipped along every spatial axis, as Theano's ``conv2d`` did (and as
+``scipy.signal.convolve`` does). For ``x`` (B, W, H, C) zero-padded to ``xp``
+(see the border modes) and weights ``w`` (n, C, fw, fh)::
 
-    out[b, i, j, k] = sum_{c, u, v} xp[b, i*sw + u, j*sh + v, c]
-                                    * w[k, c, fw-1-u, fh-1-v]
+    out[b, i, j, k] = sum_{u, v, c} xp[b, i*sw + u, j*sh + v, c] * w[k, c, fw-1-u, fh-1-v]
 
-Border modes
-------------
+Border modes, with ``f`` a filter length and ``s`` its stride:
+
 ``'valid'``
-    no padding; output ``(size - f) // s + 1``.
+    no padding; output ``(size - f) // s + 1`` (0 when the filter does not fit).
 ``'full'``
-    ``f - 1`` zeros on both sides; output ``(size + f - 2) // s + 1``
-    (the full convolution, subsampled).
+    ``f - 1`` zeros on both sides; output ``(size + f - 2) // s + 1``.
 ``'same'``
-    output ``ceil(size / s)``; ``(f - 1) // 2`` zeros before the data and as
-    many as needed after it. For odd ``f`` and stride 1 this is the centred
-    result of ``scipy.signal.convolve(..., mode='same')``; for even ``f`` the
-    window sits one step later than SciPy's (SciPy pads ``f // 2`` before).
+    ``(f - 1) // 2`` zeros before the data and ``f // 2`` after; output
+    ``ceil(size / s)``. For odd ``f`` and stride 1 this is the centred result of
+    ``scipy.signal.convolve(..., mode='same')``; for even ``f`` the window sits
+    one step later than SciPy's.
 
-Formulations
-------------
-``method=None`` picks ``'fused'`` when the current theanets mode runs custom
-Ops (:func:`theanets.backend.runs_custom_ops`: PyTensor's C and Python modes,
-not JAX/Numba/PyTorch/MLX) and the inputs are float32/float64, else
-:data:`DEFAULT_METHOD` (``'im2col'``).
-
-``'fused'`` (fastest measured on CPU, see ``benchmarks/bench_ops_conv.py``)
-    one Op in C (:class:`theanets.ops.conv_fused.Conv2dOp`) that copies the
-    patches of a cache-sized chunk of output positions at a time and
-    multiplies them with the kernel in one matrix product per chunk (BLAS,
-    or AVX-512 kernels for float32 where available); its gradient Ops do the
-    same for ``dx`` and ``dw`` (and are differentiable). :func:`conv1d` runs
-    it on a size-1 width axis.
-``'im2col'`` (the default of the pure-PyTensor formulations)
-    every filter offset is one strided slice of the padded input; the slices
-    are stacked into one patch matrix and a single matrix product with the
-    flattened kernel gives the output. Picks ``'im2col_first'`` when the input's
-    channel count is statically known and below 8 (e.g. the first layer on
-    images: copies run along the width instead of a single channel), else
-    ``'im2col_last'``; the two differ by 5-10% at most.
-``'im2col_last'``
-    windows joined along the channel axis: patch matrix ``(B*W'*H', f1*f2*C)``.
-``'im2col_first'``
-    windows of a channels-first contiguous copy of the input stacked on a new
-    leading axis: patch matrix ``(f1*f2*C, B*W'*H')``.
-``'shift'``
-    one matrix product per filter offset, summed.
-``'signal'``
-    PyTensor's own :func:`pytensor.tensor.signal.convolve2d` /
-    ``convolve1d`` (a Blockwise over every example, channel and filter, run by
-    SciPy in Python): correct but very slow; kept for comparison. Strides are
-    applied by subsampling the stride-1 result.
+These rules live in :func:`padding` and :func:`output_length` here, and in
+``thn_pad_before`` / ``thn_conv_out_len`` of ``c/theanets.h`` for the C code.
 
 Pooling
 -------
 :func:`pool1d` / :func:`pool2d` take the maximum or the mean over windows of
-``pool_size`` steps moved by ``stride`` (default ``pool_size``). Windows that
-do not fit entirely inside the input are dropped (Theano's
-``ignore_border=True``), so the output has ``(size - p) // s + 1`` steps. For a
-max over tied values the gradient goes to every tied element (as in Theano).
-In modes that run custom Ops, pooling of float32/float64 data uses the fused
-:class:`theanets.ops.conv_fused.Pool2dOp` (one C loop; its gradient Op too;
-``pool1d`` runs it on a size-1 width axis). Otherwise (or with
-``method='pytensor'``), non-overlapping windows (``stride == pool_size``, the
-usual case) are pooled by cropping, reshaping each axis into (windows, pool)
-and one reduction; other strides stack one strided slice per window offset
-and reduce over the stack (a mean adds the slices).
-"""
+``pool_size`` entries moved by ``stride`` (default ``pool_size``). Windows that
+do not fit are dropped (Theano's ``ignore_border=True``): the output length is
+that of a ``'valid'`` convolution. For a max, the gradient goes to *every*
+element equal to its window's maximum (as in Theano).
 
-import itertools
+Operations
+----------
+:class:`ConvOp` (``c/conv.c``) copies the patches of a cache-sized chunk of
+output positions at a time and multiplies them with the flipped kernel in one
+BLAS product per chunk; :class:`ConvGradInputsOp` and :class:`ConvGradWeightsOp`
+do the same for ``dx`` and ``dw``, so a graph computes only the gradients it
+uses (the first layer's ``dx`` not at all). :class:`PoolOp` and
+:class:`PoolGradOp` (``c/pool.c``) are loops over the windows. Gradient ops are
+differentiable in turn (the gradient of a convolution's gradient is again one
+of the three convolutions; pooling's gradient is linear, and its transpose is
+a :class:`PoolGradOp` too), so Hessian-vector products (ESGD) work. One-dimensional
+convolution and pooling run the 2-D ops on a size-1 width axis.
+
+Each op has three faces: C (PyTensor's C modes), a NumPy ``perform`` (the
+reference) and a JAX twin (``jax.lax.conv_general_dilated``,
+``jax.lax.reduce_window``, and ``jax.vjp`` for the gradients), so the same
+graph compiles in every mode. :class:`ConvOp` and :class:`PoolOp` have no
+``infer_shape``: shapes of their outputs are read from the outputs, as JAX
+needs (it traces shape arithmetic into arrays, not integers). Settings (border mode, strides, pool size, mode)
+reach the C code as op parameters, not as source text: one compiled module
+serves every setting.
+"""
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.tensor.extra_ops import cpu_contiguous
+from pytensor.graph.basic import Apply
+from pytensor.link.c.params_type import ParamsType
+from pytensor.scalar import int32
+from pytensor.tensor.type import TensorType
 
-__all__ = ['conv1d', 'conv2d', 'output_length', 'output_shape',
-           'pool1d', 'pool2d', 'pool_output_length', 'pool_output_shape',
-           'BORDER_MODES', 'POOL_MODES', 'METHODS', 'POOL_METHODS']
+from .base import CSourceOp, jax_twin
 
+__all__ = ['conv1d', 'conv2d', 'pool1d', 'pool2d', 'padding', 'output_length',
+           'output_shape', 'pool_output_length', 'pool_output_shape', 'check_border_mode',
+           'check_pool_mode', 'check_ints',
+           'ConvOp', 'ConvGradInputsOp', 'ConvGradWeightsOp', 'PoolOp', 'PoolGradOp',
+           'BORDER_MODES', 'POOL_MODES']
+
+#: in the order of ``enum thn_border`` (c/theanets.h)
 BORDER_MODES = ('valid', 'full', 'same')
-POOL_MODES = ('max', 'mean', 'average')
-METHODS = ('fused', 'im2col', 'im2col_first', 'im2col_last', 'shift', 'signal')
-POOL_METHODS = ('fused', 'pytensor')
-
-#: pure-PyTensor formulation used when ``method`` is not given and the fused
-#: Op cannot run (see :func:`_use_fused`).
-DEFAULT_METHOD = 'im2col'
+#: in the order of ``enum thn_pool_mode`` (c/pool.c); 'average' means 'mean'
+POOL_MODES = ('max', 'mean')
 
 
-# ---------------------------------------------------------------- shape helpers
+# ------------------------------------------------------------------ geometry
 
-def _check_border_mode(border_mode):
+def check_border_mode(border_mode):
+    """Return ``border_mode`` if valid, else raise a ValueError naming the choices."""
     if border_mode not in BORDER_MODES:
-        raise ValueError('border_mode must be one of {}, not {!r}'.format(
-            BORDER_MODES, border_mode))
+        raise ValueError("border_mode must be 'valid', 'full' or 'same', got {!r}".format(
+            border_mode))
+    return border_mode
 
 
-def _tuple(value, n, what):
-    if isinstance(value, (int, np.integer)):
-        value = (int(value),) * n
-    value = tuple(int(v) for v in value)
-    if len(value) != n:
-        raise ValueError('{} must have {} entries, got {!r}'.format(what, n, value))
-    if any(v < 1 for v in value):
-        raise ValueError('{} must be positive, got {!r}'.format(what, value))
-    return value
+def check_pool_mode(mode):
+    """Return the pooling ``mode`` ('average' read as 'mean'), else raise a ValueError."""
+    if mode not in POOL_MODES + ('average', ):
+        raise ValueError("pooling mode must be 'max', 'mean' or 'average', got {!r}".format(mode))
+    return 'mean' if mode == 'average' else mode
+
+
+def check_ints(value, n, what):
+    """Return ``value`` as a tuple of ``n`` positive ints (one int: repeated ``n`` times).
+
+    Raises a ValueError naming ``what`` if it is not.
+    """
+    values = (value,) * n if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) != n or not all(isinstance(v, (int, np.integer)) and v > 0
+                                   for v in values):
+        raise ValueError('{} must be {} positive int(s), got {!r}'.format(what, n, value))
+    return tuple(int(v) for v in values)
+
+
+def padding(filter, border_mode):
+    """Zeros ``(before, after)`` the data along an axis with a ``filter`` taps long filter."""
+    check_border_mode(border_mode)
+    if border_mode == 'valid':
+        return 0, 0
+    if border_mode == 'full':
+        return filter - 1, filter - 1
+    return (filter - 1) // 2, filter // 2
 
 
 def output_length(size, filter, stride=1, border_mode='valid'):
@@ -127,203 +122,455 @@ def output_length(size, filter, stride=1, border_mode='valid'):
     Parameters
     ----------
     size : int or None
-        Input length; ``None`` when unknown.
-    filter : int
-        Filter length.
+        Input length (``None``: unknown).
+    filter : int or None
+        Filter length (``None``: unknown).
     stride : int, optional
-        Step between successive filter positions (default 1).
+        Step between filter positions (default 1).
     border_mode : {'valid', 'full', 'same'}, optional
 
     Returns
     -------
     int or None
-        ``None`` if ``size`` is ``None``.
+        ``(size + before + after - filter) // stride + 1``, at least 0.
     """
-    _check_border_mode(border_mode)
+    check_border_mode(border_mode)
     if size is None or filter is None:
         return None
-    size, filter, stride = int(size), int(filter), int(stride)
-    if border_mode == 'valid':
-        return max(0, (size - filter) // stride + 1)
-    if border_mode == 'full':
-        return (size + filter - 2) // stride + 1
-    return -(-size // stride)
+    before, after = padding(filter, border_mode)
+    return max((int(size) + before + after - filter) // stride + 1, 0)
 
 
 def output_shape(sizes, filters, strides=1, border_mode='valid'):
     """Per-axis :func:`output_length` for several spatial axes (tuple)."""
     n = len(sizes)
-    filters = _tuple(filters, n, 'filter size')
-    strides = _tuple(strides, n, 'stride')
-    return tuple(output_length(s, f, st, border_mode)
-                 for s, f, st in zip(sizes, filters, strides))
-
-
-def _padding(filter, border_mode):
-    """(before, after) zeros for one axis; 'after' is enough for any size/stride."""
-    if border_mode == 'valid':
-        return 0, 0
-    if border_mode == 'full':
-        return filter - 1, filter - 1
-    before = (filter - 1) // 2
-    return before, filter - 1 - before
+    return tuple(output_length(s, f, st, border_mode) for s, f, st in zip(
+        sizes, check_ints(filters, n, 'filter size'), check_ints(strides, n, 'stride')))
 
 
 def pool_output_length(size, pool_size, stride=None):
-    """Number of pooling windows along one axis (``None`` in, ``None`` out).
-
-    Windows that do not fit in the input are dropped: ``(size - p) // s + 1``.
-    """
-    if size is None:
-        return None
-    stride = pool_size if stride is None else stride
-    return max(0, (int(size) - int(pool_size)) // int(stride) + 1)
+    """Number of pooling windows along one axis: ``(size - pool) // stride + 1``."""
+    return output_length(size, pool_size, pool_size if stride is None else stride)
 
 
 def pool_output_shape(sizes, pool_size, stride=None):
     """Per-axis :func:`pool_output_length` for several spatial axes (tuple)."""
-    n = len(sizes)
-    pool_size = _tuple(pool_size, n, 'pool size')
-    stride = pool_size if stride is None else _tuple(stride, n, 'stride')
-    return tuple(pool_output_length(s, p, st)
-                 for s, p, st in zip(sizes, pool_size, stride))
+    return output_shape(sizes, pool_size, pool_size if stride is None else stride)
 
 
-# ----------------------------------------------------------------- convolution
-
-def _use_fused(*variables):
-    """Whether the fused C Ops can run for these inputs in the current mode."""
-    from .. import backend
-    from . import conv_fused
-    return backend.runs_custom_ops() and conv_fused.supports_dtype(
-        *[v.dtype for v in variables])
+def _taps(filters, strides, outs):
+    """Index of the strided slice of a (padded) input seen by each filter tap (u, v)."""
+    return [(slice(None),) + tuple(slice(t, t + s * (o - 1) + 1, s)
+                                   for t, s, o in zip(tap, strides, outs))
+            for tap in np.ndindex(*filters)]
 
 
-def _conv_method(method, x, w):
-    """The formulation to use: ``method``, or the automatic choice for ``None``."""
-    if method is None:
-        return 'fused' if _use_fused(x, w) else DEFAULT_METHOD
-    if method not in METHODS:
-        raise ValueError('method must be one of {}, not {!r}'.format(METHODS, method))
-    return method
+# ---------------------------------------------------------- NumPy references
+
+def _np_patches(x, filters, stride, border_mode):
+    """Patches (B, W', H', fw, fh, C) of x, and the index under each tap of padded x."""
+    pads = [padding(f, border_mode) for f in filters]
+    xp = np.pad(x, [(0, 0)] + pads + [(0, 0)])
+    outs = output_shape(x.shape[1:3], filters, stride, border_mode)
+    taps = _taps(filters, stride, outs)
+    patches = np.stack([xp[t] for t in taps], axis=3)
+    return patches.reshape(patches.shape[:3] + tuple(filters) + (x.shape[3],)), taps, pads
 
 
-def _filter_shape(w, nspatial, filter_size):
-    """Static spatial filter sizes of ``w`` (n, C, f1, ..., fk)."""
-    if filter_size is not None:
-        return _tuple(filter_size, nspatial, 'filter_size')
-    shape = w.type.shape[2:]
-    if all(s is not None for s in shape):
-        return tuple(int(s) for s in shape)
-    if isinstance(w, pytensor.compile.SharedVariable):
-        return tuple(int(s) for s in w.get_value(borrow=True).shape[2:])
-    raise ValueError('the filter size of {} is not known when building the graph: '
-                     'pass filter_size=...'.format(w))
+def np_conv2d(x, w, stride, border_mode):
+    """NumPy reference of :class:`ConvOp`: x (B, W, H, C), w (n, C, fw, fh)."""
+    patches, _, _ = _np_patches(x, w.shape[2:], stride, border_mode)
+    return np.einsum('bijuvc,kcuv->bijk', patches, w[:, :, ::-1, ::-1]).astype(x.dtype)
 
 
-def _pad(x, pads):
-    """Zero-pad the spatial axes 1..k of channels-last ``x``."""
-    if not any(b or a for b, a in pads):
-        return x
-    shape = [x.shape[0]]
-    index = [slice(None)]
-    for axis, (before, after) in enumerate(pads, start=1):
-        shape.append(x.shape[axis] + before + after)
-        index.append(slice(before, before + x.shape[axis]) if (before or after)
-                     else slice(None))
-    shape.append(x.shape[-1])
-    index.append(slice(None))
-    return pt.set_subtensor(pt.zeros(shape, dtype=x.dtype)[tuple(index)], x)
+def np_conv2d_grad_inputs(x, w, dout, stride, border_mode):
+    """NumPy reference of :class:`ConvGradInputsOp` (x gives only its shape)."""
+    _, taps, pads = _np_patches(x, w.shape[2:], stride, border_mode)
+    dpatches = np.einsum('bijk,kcuv->uvbijc', dout, w[:, :, ::-1, ::-1])
+    dxp = np.zeros((x.shape[0],) + tuple(n + sum(p) for n, p in zip(x.shape[1:3], pads))
+                   + (x.shape[3],), x.dtype)
+    for t, d in zip(taps, dpatches.reshape((len(taps),) + dpatches.shape[2:])):
+        dxp[t] += d
+    return np.ascontiguousarray(
+        dxp[:, pads[0][0]:pads[0][0] + x.shape[1], pads[1][0]:pads[1][0] + x.shape[2]])
 
 
-def _window(xp, offsets, strides, outs, channels_last=True):
-    """Strided slice of ``xp`` seen by the filter tap at ``offsets``.
+def np_conv2d_grad_weights(x, w, dout, stride, border_mode):
+    """NumPy reference of :class:`ConvGradWeightsOp` (w gives only its shape)."""
+    patches, _, _ = _np_patches(x, w.shape[2:], stride, border_mode)
+    return np.einsum('bijuvc,bijk->kcuv', patches, dout)[:, :, ::-1, ::-1].astype(x.dtype)
 
-    ``xp`` is (B, S1..Sk, C) when ``channels_last``, else (C, B, S1..Sk).
+
+def _pool_taps(shape, pool, stride):
+    outs = pool_output_shape(shape[1:3], pool, stride)
+    return (shape[0],) + outs + (shape[3],), _taps(pool, stride, outs)
+
+
+def np_pool2d(x, pool, stride, mode):
+    """NumPy reference of :class:`PoolOp`."""
+    shape, taps = _pool_taps(x.shape, pool, stride)
+    if not all(shape):
+        return np.zeros(shape, x.dtype)
+    windows = np.stack([x[t] for t in taps])
+    return (windows.max(axis=0) if mode == 'max' else windows.mean(axis=0)).astype(x.dtype)
+
+
+def _pool_weight(x, out, tap, mode, area):
+    return (x[tap] == out) if mode == 'max' else 1.0 / area
+
+
+def pool_gather(x, out, g, pool, stride, mode, xp=np):
+    """``h[o] = sum_p weight[p, o] g[p]`` (see c/pool.c), for NumPy or JAX arrays ``xp``."""
+    shape, taps = _pool_taps(x.shape, pool, stride)
+    total = xp.zeros(shape, x.dtype)
+    for tap in taps:
+        total = total + _pool_weight(x, out, tap, mode, len(taps)) * g[tap]
+    return total
+
+
+def np_pool2d_scatter(x, out, gz, pool, stride, mode):
+    """NumPy reference of the gradient: ``dx[p] = sum_o weight[p, o] gz[o]``."""
+    dx = np.zeros_like(x)
+    _, taps = _pool_taps(x.shape, pool, stride)
+    for tap in taps:
+        dx[tap] += _pool_weight(x, out, tap, mode, len(taps)) * gz
+    return dx
+
+
+def _check_shape(op, what, array, expected):
+    if tuple(array.shape) != tuple(expected):
+        raise ValueError('{}: {} has shape {}, expected {}'.format(
+            op, what, tuple(array.shape), tuple(expected)))
+
+
+# ------------------------------------------------------------------------ ops
+
+def _float_inputs(op, names, tensors, ndim=4):
+    """Tensors cast to their common float dtype, with ``ndim`` axes each."""
+    tensors = [pt.as_tensor_variable(t) for t in tensors]
+    dtype = pytensor.scalar.upcast(*[t.dtype for t in tensors])
+    if dtype not in ('float32', 'float64'):
+        dtype = pytensor.config.floatX
+    for name, t in zip(names, tensors):
+        if t.ndim != ndim:
+            raise ValueError('{}: {} must have {} axes, got {} (shape {})'.format(
+                op, name, ndim, t.ndim, t.type.shape))
+    return [t if t.dtype == dtype else pt.cast(t, dtype) for t in tensors]
+
+
+class _KeepsOutput(CSourceOp):
+    """An op whose node keeps its last output and writes into it again when nobody else
+    holds it (see ``thn_reuse_output`` in c/theanets.h: saves page faults)."""
+
+    def c_support_code_struct(self, node, name):
+        return 'PyArrayObject* thn_keep_{};\n'.format(name)
+
+    def c_init_code_struct(self, node, name, sub):
+        return 'thn_keep_{} = NULL;\n'.format(name)
+
+    def c_cleanup_code_struct(self, node, name):
+        return 'Py_XDECREF(thn_keep_{0});\nthn_keep_{0} = NULL;\n'.format(name)
+
+    def _c_call(self, name, out, call, sub):
+        """C code running ``call`` (a C call writing ``*out``, nonzero on failure)."""
+        return ('thn_reuse_output(&{out}, thn_keep_{name});\n'
+                'if ({call}) {{ {fail} }}\n'
+                'thn_keep_output(&thn_keep_{name}, {out});\n').format(
+                    out=out, name=name, call=call, fail=sub['fail'])
+
+
+class _Conv(_KeepsOutput):
+    """What the three convolution ops share: settings, input checks, the C call.
+
+    Parameters
+    ----------
+    border_mode : {'valid', 'full', 'same'}
+    stride : (int, int)
+        Steps along W and H.
     """
-    index = [slice(None)] if channels_last else [slice(None), slice(None)]
-    for offset, stride, out in zip(offsets, strides, outs):
-        if stride == 1:
-            index.append(slice(offset, offset + out))
+
+    C_SOURCES = ('conv.c',)
+    USES_BLAS = True
+    __props__ = ('border_mode', 'stride')
+    params_type = ParamsType(border=int32, sw=int32, sh=int32)
+    WHICH = None  # enum thn_conv_which
+    REFERENCE = None  # the NumPy implementation
+    NAMES = ('x (B, W, H, C)', 'w (n, C, fw, fh)', "dout (B, W', H', n)")
+
+    def __init__(self, border_mode='valid', stride=(1, 1)):
+        self.border_mode = check_border_mode(border_mode)
+        self.stride = check_ints(stride, 2, 'stride')
+
+    def get_params(self, node):
+        return self.params_type.get_params(
+            border=np.int32(BORDER_MODES.index(self.border_mode)),
+            sw=np.int32(self.stride[0]), sh=np.int32(self.stride[1]))
+
+    def _node(self, inputs, output_type):
+        inputs = _float_inputs(type(self).__name__, self.NAMES, inputs)
+        channels = inputs[0].type.shape[3], inputs[1].type.shape[1]
+        if None not in channels and channels[0] != channels[1]:
+            raise ValueError('{}: x (B, W, H, C) has shape {} but w (n, C, fw, fh) has {} '
+                             'channels'.format(type(self).__name__, inputs[0].type.shape,
+                                               channels[1]))
+        return Apply(self, inputs, [output_type(*inputs)()])
+
+    def _out_shape(self, xshape, wshape):
+        return (xshape[0],) + tuple(
+            output_length(size, f, s, self.border_mode)
+            for size, f, s in zip(xshape[1:3], wshape[2:], self.stride)) + (wshape[0],)
+
+    def perform(self, node, inputs, outputs, params=None):
+        x, w = inputs[:2]
+        name = type(self).__name__      # the run-time checks of the C code
+        if x.shape[3] != w.shape[1]:
+            raise ValueError('{}: x (B, W, H, C) has shape {} but w (n, C, fw, fh) has {} '
+                             'channels'.format(name, x.shape, w.shape[1]))
+        if len(inputs) > 2:
+            _check_shape(name, 'the output gradient', inputs[2],
+                         self._out_shape(x.shape, w.shape))
+        outputs[0][0] = self.REFERENCE(*inputs, self.stride, self.border_mode)
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        dout = inputs[2] if len(inputs) > 2 else 'NULL'
+        call = 'thn_conv({which}, {x}, {w}, {dout}, &{res}, {p}->border, {p}->sw, {p}->sh, ' \
+               '"{op}")'.format(which=self.WHICH, x=inputs[0], w=inputs[1], dout=dout,
+                                res=outputs[0], p=sub['params'], op=type(self).__name__)
+        return self._c_call(name, outputs[0], call, sub)
+
+
+class ConvOp(_Conv):
+    """True 2-D convolution: ``x`` (B, W, H, C), ``w`` (n, C, fw, fh) -> (B, W', H', n)."""
+
+    WHICH = 0
+    REFERENCE = staticmethod(np_conv2d)
+
+    def make_node(self, x, w):
+        def output_type(x, w):
+            return TensorType(x.dtype, shape=self._out_shape(x.type.shape, w.type.shape))
+        return self._node([x, w], output_type)
+
+    def pullback(self, inputs, outputs, output_grads):
+        x, w = inputs
+        gz = pt.cast(output_grads[0], x.dtype)
+        return [ConvGradInputsOp(*self._props())(x, w, gz),
+                ConvGradWeightsOp(*self._props())(x, w, gz)]
+
+
+class _ConvGrad(_Conv):
+    """A gradient of :class:`ConvOp`: inputs ``(x, w, dout)``, output shaped like input
+    ``WHICH - 1`` (whose values are not read)."""
+
+    def make_node(self, x, w, dout):
+        return self._node([x, w, dout], lambda *inputs: inputs[self.WHICH - 1].type)
+
+    def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
+        return [args[-1][self.WHICH - 1]]
+
+    def pullback(self, inputs, outputs, output_grads):
+        # <dx, g> = <conv(g, w), dout> and <dw, g> = <conv(x, g), dout>: linear in dout
+        # and in the other input, whose gradient is the other gradient op
+        slot = self.WHICH - 1
+        args = list(inputs[:2])
+        args[slot] = output_grads[0]
+        other = (ConvGradWeightsOp, ConvGradInputsOp)[slot](*self._props())
+        grads = [None, None, ConvOp(*self._props())(*args)]
+        grads[slot] = pt.zeros_like(inputs[slot])
+        grads[1 - slot] = other(*args, inputs[2])
+        return grads
+
+
+class ConvGradInputsOp(_ConvGrad):
+    """Gradient of :class:`ConvOp` for ``x``: ``dx`` (B, W, H, C) from ``(x, w, dout)``."""
+
+    WHICH = 1
+    REFERENCE = staticmethod(np_conv2d_grad_inputs)
+
+
+class ConvGradWeightsOp(_ConvGrad):
+    """Gradient of :class:`ConvOp` for ``w``: ``dw`` (n, C, fw, fh) from ``(x, w, dout)``."""
+
+    WHICH = 2
+    REFERENCE = staticmethod(np_conv2d_grad_weights)
+
+
+class _Pool(_KeepsOutput):
+    """What the pooling ops share.
+
+    Parameters
+    ----------
+    pool_size : (int, int)
+        Window size along W and H.
+    stride : (int, int)
+        Steps between windows.
+    mode : {'max', 'mean'}
+    """
+
+    C_SOURCES = ('pool.c',)
+    __props__ = ('pool_size', 'stride', 'mode')
+    params_type = ParamsType(mode=int32, pw=int32, ph=int32, sw=int32, sh=int32)
+
+    def __init__(self, pool_size, stride, mode):
+        self.mode = check_pool_mode(mode)
+        self.pool_size = check_ints(pool_size, 2, 'pool_size')
+        self.stride = check_ints(stride, 2, 'stride')
+
+    def get_params(self, node):
+        return self.params_type.get_params(
+            mode=np.int32(POOL_MODES.index(self.mode)), pw=np.int32(self.pool_size[0]),
+            ph=np.int32(self.pool_size[1]), sw=np.int32(self.stride[0]),
+            sh=np.int32(self.stride[1]))
+
+    def _out_shape(self, shape):
+        return ((shape[0],) + pool_output_shape(shape[1:3], self.pool_size, self.stride)
+                + (shape[3],))
+
+    def _c_pool(self, which, name, inputs, outputs, sub):
+        x, out, arg = (list(inputs) + ['NULL', 'NULL'])[:3]
+        call = 'thn_pool({which}, {p}->mode, {x}, {out}, {arg}, &{res}, {p}->pw, {p}->ph, ' \
+               '{p}->sw, {p}->sh, "{op}")'.format(which=which, p=sub['params'], x=x, out=out,
+                                                 arg=arg, res=outputs[0],
+                                                 op=type(self).__name__)
+        return self._c_call(name, outputs[0], call, sub)
+
+
+class PoolOp(_Pool):
+    """Max or mean pooling of ``x`` (B, W, H, C) to (B, W', H', C)."""
+
+    def make_node(self, x):
+        (x,) = _float_inputs('PoolOp', ['x (B, W, H, C)'], [x])
+        return Apply(self, [x], [TensorType(x.dtype, shape=self._out_shape(x.type.shape))()])
+
+    def perform(self, node, inputs, outputs, params=None):
+        outputs[0][0] = np_pool2d(inputs[0], self.pool_size, self.stride, self.mode)
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        return self._c_pool(0, name, inputs, outputs, sub)
+
+    def pullback(self, inputs, outputs, output_grads):
+        gz = pt.cast(output_grads[0], inputs[0].dtype)
+        return [PoolGradOp(*self._props())(inputs[0], outputs[0], gz)]
+
+
+class PoolGradOp(_Pool):
+    """Gradient of :class:`PoolOp`, or its transpose.
+
+    Inputs ``(x, out, gz)`` with ``out`` the pooled ``x``: output ``dx`` shaped like
+    ``x``, each element receiving the gradient of every window it is the maximum of
+    (ties all do), or ``gz / (pw * ph)`` of every window it is in (mean). With
+    ``transposed``, inputs ``(x, out, g)`` with ``g`` shaped like ``x``: output
+    ``h`` shaped like ``out``, the transposed map (for second derivatives).
+    """
+
+    __props__ = _Pool.__props__ + ('transposed',)
+
+    def __init__(self, pool_size, stride, mode, transposed=False):
+        super().__init__(pool_size, stride, mode)
+        self.transposed = bool(transposed)
+
+    def make_node(self, x, out, g):
+        x, out, g = _float_inputs('PoolGradOp', ['x', 'out', 'the gradient'], [x, out, g])
+        return Apply(self, [x, out, g], [(out if self.transposed else x).type()])
+
+    def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
+        return [args[-1][1 if self.transposed else 0]]
+
+    def perform(self, node, inputs, outputs, params=None):
+        x, out, g = inputs
+        _check_shape('PoolGradOp', 'out', out, self._out_shape(x.shape))
+        if self.transposed:
+            _check_shape('PoolGradOp', 'g', g, x.shape)
+            outputs[0][0] = pool_gather(x, out, g, *self._props()[:3])
         else:
-            index.append(slice(offset, offset + stride * (out - 1) + 1, stride))
-    if channels_last:
-        index.append(slice(None))
-    return xp[tuple(index)]
+            _check_shape('PoolGradOp', 'the output gradient', g, out.shape)
+            outputs[0][0] = np_pool2d_scatter(x, out, g, *self._props()[:3])
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        return self._c_pool(2 if self.transposed else 1, name, inputs, outputs, sub)
+
+    def pullback(self, inputs, outputs, output_grads):
+        # linear in its last input; the max's mask is piecewise constant in x and out
+        x, out, _ = inputs
+        other = PoolGradOp(*self._props()[:3], transposed=not self.transposed)
+        return [pt.zeros_like(x), pt.zeros_like(out), other(x, out, output_grads[0])]
 
 
-def _conv_nd(x, w, filters, strides, border_mode, method):
-    """Convolution over axes 1..k of ``x`` (B, S1..Sk, C) with ``w`` (n, C, f1..fk)."""
-    k = len(filters)
-    if method == 'signal':
-        return _conv_signal(x, w, filters, strides, border_mode)
-    pads = [_padding(f, border_mode) for f in filters]
-    xp = _pad(x, pads)
-    outs = []
-    for axis, (f, s, (before, after)) in enumerate(zip(filters, strides, pads), start=1):
-        size = x.shape[axis]
-        if border_mode == 'same':
-            outs.append((size + s - 1) // s)
-        else:
-            outs.append((size + before + after - f) // s + 1)
-    # flipped kernel as (f1, ..., fk, C, n): rows in the order of the patches.
-    flipped = w[(slice(None), slice(None)) + (slice(None, None, -1),) * k]
-    kernel = flipped.dimshuffle(*range(2, 2 + k), 1, 0)
-    nfilt = w.shape[0]
-    offsets = list(itertools.product(*[range(f) for f in filters]))
-    out_shape = [x.shape[0]] + outs + [nfilt]
-    if method == 'im2col':
-        channels = x.type.shape[-1]
-        method = 'im2col_first' if channels is not None and channels < 8 else 'im2col_last'
-    if method == 'im2col_first':
-        # patch matrix (f1*..*fk*C, B*S1'*..*Sk'): each window moved channels-first
-        # and stacked; its transpose times the flattened kernel is the output.
-        # The input is made channels-first and C-contiguous once, so that the stacked
-        # windows come out C-contiguous too and the reshape below is a view.
-        xc = cpu_contiguous(xp.dimshuffle(k + 1, *range(k + 1)))
-        windows = [_window(xc, o, strides, outs, channels_last=False) for o in offsets]
-        cols = pt.stack(windows).reshape((len(offsets) * x.shape[-1], -1))
-        out = pt.dot(cols.T, kernel.reshape((-1, nfilt)))
-    elif method == 'im2col_last':
-        # patch tensor (B, S1'..Sk', f1*..*fk*C): windows joined on the channel axis.
-        windows = [_window(xp, o, strides, outs) for o in offsets]
-        cols = windows[0] if len(windows) == 1 else pt.concatenate(windows, axis=-1)
-        out = pt.dot(cols.reshape((-1, cols.shape[-1])), kernel.reshape((-1, nfilt)))
-    elif method == 'shift':
-        out = None
-        for o in offsets:
-            win = _window(xp, o, strides, outs)
-            term = pt.dot(win.reshape((-1, x.shape[-1])), kernel[o])
-            out = term if out is None else out + term
-    else:
-        raise ValueError('method must be one of {}, not {!r}'.format(METHODS, method))
-    return out.reshape(out_shape, ndim=k + 2)
+# ---------------------------------------------------------------- JAX twins
+
+@jax_twin(ConvOp)
+@jax_twin(ConvGradInputsOp)
+@jax_twin(ConvGradWeightsOp)
+def _conv_jax(op, node=None, **kwargs):
+    import jax
+
+    def forward(x, w):
+        pads = [padding(f, op.border_mode) for f in w.shape[2:]]
+        return jax.lax.conv_general_dilated(x, w[:, :, ::-1, ::-1], op.stride, pads,
+                                            dimension_numbers=('NHWC', 'OIHW', 'NHWC'))
+    if isinstance(op, ConvOp):
+        return forward
+    wrt = 0 if isinstance(op, ConvGradInputsOp) else 1
+
+    def gradient(x, w, dout):
+        return jax.vjp(forward, x, w)[1](dout)[wrt]
+    return gradient
 
 
-def _conv_signal(x, w, filters, strides, border_mode):
-    """Formulation on PyTensor's Blockwise signal convolutions (slow; comparison)."""
-    from pytensor.tensor.signal import convolve1d, convolve2d
-    k = len(filters)
-    conv = {1: convolve1d, 2: convolve2d}[k]
-    mode = 'full' if border_mode == 'full' else 'valid'
-    if border_mode == 'same':
-        x = _pad(x, [_padding(f, 'same') for f in filters])
-    # x -> (B, 1, C, S...), w -> (1, n, C, f...); sum over C.
-    xs = x.dimshuffle(0, 'x', k + 1, *range(1, k + 1))
-    ws = w.dimshuffle('x', *range(k + 2))
-    y = conv(xs, ws, mode=mode).sum(axis=2)        # (B, n, S'...)
-    index = [slice(None), slice(None)]
-    for axis, s in enumerate(strides, start=1):
-        if border_mode == 'same':
-            out = (x.shape[axis] - filters[axis - 1] + 1 + s - 1) // s
-            index.append(slice(None, out * s, s))
-        else:
-            index.append(slice(None, None, s))
-    y = y[tuple(index)]
-    return y.dimshuffle(0, *range(2, k + 2), 1)
+@jax_twin(PoolOp)
+def _pool_jax(op, node=None, **kwargs):
+    import jax
+
+    def pool(x):
+        window, strides = (1,) + op.pool_size + (1,), (1,) + op.stride + (1,)
+        if op.mode == 'max':
+            init = np.array(-np.inf, x.dtype)
+            return jax.lax.reduce_window(x, init, jax.lax.max, window, strides, 'VALID')
+        total = jax.lax.reduce_window(x, np.array(0, x.dtype), jax.lax.add, window,
+                                      strides, 'VALID')
+        return total / np.array(np.prod(op.pool_size), x.dtype)
+    return pool
 
 
-def conv1d(x, w, stride=1, border_mode='valid', filter_size=None, method=None):
+@jax_twin(PoolGradOp)
+def _pool_grad_jax(op, node=None, **kwargs):
+    import jax
+    import jax.numpy as jnp
+
+    def gather(x, out, g):
+        return pool_gather(x, out, g, op.pool_size, op.stride, op.mode, xp=jnp)
+    if op.transposed:
+        return gather
+
+    def scatter(x, out, gz):
+        return jax.vjp(lambda g: gather(x, out, g), x)[1](gz)[0]
+    return scatter
+
+
+# ------------------------------------------------------------------- graphs
+
+def conv2d(x, w, stride=(1, 1), border_mode='valid'):
+    """Convolve a batch of channels-last images (a true convolution, kernel flipped).
+
+    Parameters
+    ----------
+    x : symbolic tensor (B, W, H, C)
+        Examples, width, height, input channels.
+    w : symbolic tensor (n, C, fw, fh)
+        Filters; ``fw`` runs along the W axis and ``fh`` along H.
+    stride : int or (int, int), optional
+        Steps along W and H (default 1).
+    border_mode : {'valid', 'full', 'same'}, optional
+        See the module docstring; default ``'valid'``.
+
+    Returns
+    -------
+    symbolic tensor (B, W', H', n)
+        ``W' = output_length(W, fw, sw, border_mode)``, likewise ``H'``.
+    """
+    return ConvOp(border_mode, check_ints(stride, 2, 'stride'))(x, w)
+
+
+def conv1d(x, w, stride=1, border_mode='valid'):
     """Convolve a batch of sequences along the time axis.
 
     Parameters
@@ -335,170 +582,22 @@ def conv1d(x, w, stride=1, border_mode='valid', filter_size=None, method=None):
     stride : int, optional
         Step between filter positions (default 1).
     border_mode : {'valid', 'full', 'same'}, optional
-        See the module docstring; default ``'valid'``.
-    filter_size : int or (1, int), optional
-        ``f``; needed only when it cannot be read from ``w`` (static shape or
-        shared value).
-    method : {'fused', 'im2col', 'im2col_first', 'im2col_last', 'shift', 'signal'}, optional
-        Formulation (see the module docstring); default: ``'fused'`` where it
-        can run, else :data:`DEFAULT_METHOD`.
 
     Returns
     -------
     symbolic tensor (B, T', n)
-        True convolution (kernel flipped), ``T' = output_length(T, f, stride,
-        border_mode)``. No bias, no activation.
+        ``T' = output_length(T, f, stride, border_mode)``.
     """
-    _check_border_mode(border_mode)
-    x = pt.as_tensor_variable(x)
-    w = w if isinstance(w, pytensor.compile.SharedVariable) else pt.as_tensor_variable(w)
-    if x.ndim != 3 or w.ndim != 4:
-        raise ValueError('conv1d needs x (B, T, C) and w (n, C, 1, f); got ndim {} '
-                         'and {}'.format(x.ndim, w.ndim))
-    if filter_size is not None:
-        filter_size = tuple(np.ravel([filter_size]).astype(int))
-        filter_size = (1,) + filter_size if len(filter_size) == 1 else filter_size
-    f = _filter_shape(w, 2, filter_size)
-    if f[0] != 1:
-        raise ValueError('conv1d weights must have shape (n, C, 1, f), got (n, C, {}, {})'
-                         .format(*f))
-    stride = _tuple(stride, 1, 'stride')
-    method = _conv_method(method, x, w)
-    if method == 'fused':
-        from . import conv_fused
-        # a size-1 width axis: (B, 1, T, C) convolved with (n, C, 1, f).
-        out = conv_fused.conv2d(x.dimshuffle(0, 'x', 1, 2), w, stride=(1,) + stride,
-                                border_mode=border_mode, filter_size=f)
-        return out[:, 0]
-    return _conv_nd(x, w[:, :, 0, :], (f[1],), stride, border_mode, method)
+    (x,) = _float_inputs('conv1d', ['x (B, T, C)'], [x], ndim=3)
+    w = pt.as_tensor_variable(w)
+    if w.ndim != 4 or w.type.shape[2] not in (1, None):
+        raise ValueError('conv1d: w must have shape (n, C, 1, f), got {}'.format(w.type.shape))
+    # static width 1 all along: the axis goes without shape arithmetic (JAX needs none)
+    w = pt.specify_shape(w, (None, None, 1, None))
+    return _squeeze_width(conv2d(x.dimshuffle(0, 'x', 1, 2), w, (1, stride), border_mode))
 
 
-def conv2d(x, w, stride=(1, 1), border_mode='valid', filter_size=None, method=None):
-    """Convolve a batch of channels-last images.
-
-    Parameters
-    ----------
-    x : symbolic tensor (B, W, H, C)
-        Examples, width, height, input channels.
-    w : symbolic tensor (n, C, fw, fh)
-        Filters; ``fw`` runs along the W axis and ``fh`` along H.
-    stride : int or (int, int), optional
-        Steps along W and H (default ``(1, 1)``).
-    border_mode : {'valid', 'full', 'same'}, optional
-        See the module docstring; default ``'valid'``.
-    filter_size : (int, int), optional
-        ``(fw, fh)``; needed only when it cannot be read from ``w``.
-    method : {'fused', 'im2col', 'im2col_first', 'im2col_last', 'shift', 'signal'}, optional
-        Formulation (see the module docstring); default: ``'fused'`` where it
-        can run, else :data:`DEFAULT_METHOD`.
-
-    Returns
-    -------
-    symbolic tensor (B, W', H', n)
-        True convolution (kernel flipped, as Theano's legacy ``conv2d``), with
-        ``W' = output_length(W, fw, sw, border_mode)`` and likewise ``H'``.
-    """
-    _check_border_mode(border_mode)
-    x = pt.as_tensor_variable(x)
-    w = w if isinstance(w, pytensor.compile.SharedVariable) else pt.as_tensor_variable(w)
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError('conv2d needs x (B, W, H, C) and w (n, C, fw, fh); got ndim {} '
-                         'and {}'.format(x.ndim, w.ndim))
-    filters = _filter_shape(w, 2, filter_size)
-    stride = _tuple(stride, 2, 'stride')
-    method = _conv_method(method, x, w)
-    if method == 'fused':
-        from . import conv_fused
-        return conv_fused.conv2d(x, w, stride=stride, border_mode=border_mode,
-                                 filter_size=filters)
-    return _conv_nd(x, w, filters, stride, border_mode, method)
-
-
-# --------------------------------------------------------------------- pooling
-
-def _check_pool_mode(mode):
-    if mode not in POOL_MODES:
-        raise ValueError('pooling mode must be one of {}, not {!r}'.format(POOL_MODES, mode))
-    return 'mean' if mode == 'average' else mode
-
-
-def _pool_method(method, x):
-    if method is None:
-        return 'fused' if _use_fused(x) else 'pytensor'
-    if method not in POOL_METHODS:
-        raise ValueError('pooling method must be one of {}, not {!r}'.format(
-            POOL_METHODS, method))
-    return method
-
-
-def _pool_nd(x, pools, strides, mode):
-    """Pool over axes 1..k of channels-last ``x``."""
-    k = len(pools)
-    outs = [(x.shape[a] - p) // s + 1 for a, (p, s) in enumerate(zip(pools, strides), 1)]
-    if all(p == 1 for p in pools) and all(s == 1 for s in strides):
-        return x
-    if tuple(pools) == tuple(strides):
-        # non-overlapping windows: crop, split each axis into (windows, pool), reduce.
-        index = [slice(None)] + [slice(None, o * p) for o, p in zip(outs, pools)] \
-            + [slice(None)]
-        cropped = x[tuple(index)]
-        shape = [x.shape[0]]
-        for o, p in zip(outs, pools):
-            shape.extend([o, p])
-        shape.append(x.shape[-1])
-        blocks = cropped.reshape(shape, ndim=2 * k + 2)
-        axes = tuple(2 + 2 * i for i in range(k))
-        return blocks.max(axis=axes) if mode == 'max' else blocks.mean(axis=axes)
-    # overlapping or gapped windows: one strided slice per window offset.
-    windows = [_window(x, o, strides, outs)
-               for o in itertools.product(*[range(p) for p in pools])]
-    if len(windows) == 1:
-        return windows[0]
-    if mode == 'max':
-        # a reduction over the stacked windows (not a chain of pt.maximum, whose
-        # gradient gives a tie to the first element only): ties all get the gradient.
-        return pt.stack(windows).max(axis=0)
-    return pt.add(*windows) / np.asarray(len(windows), dtype=x.dtype)
-
-
-def pool1d(x, pool_size, stride=None, mode='max', method=None):
-    """Max or mean pooling over the time axis of ``x`` (B, T, C).
-
-    Parameters
-    ----------
-    x : symbolic tensor (B, T, C)
-    pool_size : int
-        Window length.
-    stride : int, optional
-        Step between windows; defaults to ``pool_size``.
-    mode : {'max', 'mean', 'average'}, optional
-        ``'average'`` is an alias of ``'mean'``.
-    method : {'fused', 'pytensor'}, optional
-        The fused C Op or the pure-PyTensor formulation; default ``'fused'``
-        where it can run (see the module docstring).
-
-    Returns
-    -------
-    symbolic tensor (B, T', C)
-        ``T' = pool_output_length(T, pool_size, stride)``; windows that do not
-        fit are dropped.
-    """
-    mode = _check_pool_mode(mode)
-    x = pt.as_tensor_variable(x)
-    if x.ndim != 3:
-        raise ValueError('pool1d needs x (B, T, C); got ndim {}'.format(x.ndim))
-    pools = _tuple(pool_size, 1, 'pool_size')
-    strides = pools if stride is None else _tuple(stride, 1, 'stride')
-    if pools == (1,) and strides == (1,):
-        return x
-    if _pool_method(method, x) == 'fused':
-        from . import conv_fused
-        out = conv_fused.pool2d(x.dimshuffle(0, 'x', 1, 2), (1,) + pools, (1,) + strides, mode)
-        return out[:, 0]
-    return _pool_nd(x, pools, strides, mode)
-
-
-def pool2d(x, pool_size, stride=None, mode='max', method=None):
+def pool2d(x, pool_size, stride=None, mode='max'):
     """Max or mean pooling over the two spatial axes of ``x`` (B, W, H, C).
 
     Parameters
@@ -510,25 +609,24 @@ def pool2d(x, pool_size, stride=None, mode='max', method=None):
         Steps between windows; defaults to ``pool_size``.
     mode : {'max', 'mean', 'average'}, optional
         ``'average'`` is an alias of ``'mean'``.
-    method : {'fused', 'pytensor'}, optional
-        The fused C Op or the pure-PyTensor formulation; default ``'fused'``
-        where it can run (see the module docstring).
 
     Returns
     -------
     symbolic tensor (B, W', H', C)
-        ``(W', H') = pool_output_shape((W, H), pool_size, stride)``; windows that
-        do not fit are dropped.
+        ``(W', H') = pool_output_shape((W, H), pool_size, stride)``.
     """
-    mode = _check_pool_mode(mode)
-    x = pt.as_tensor_variable(x)
-    if x.ndim != 4:
-        raise ValueError('pool2d needs x (B, W, H, C); got ndim {}'.format(x.ndim))
-    pools = _tuple(pool_size, 2, 'pool_size')
-    strides = pools if stride is None else _tuple(stride, 2, 'stride')
-    if pools == (1, 1) and strides == (1, 1):
-        return x
-    if _pool_method(method, x) == 'fused':
-        from . import conv_fused
-        return conv_fused.pool2d(x, pools, strides, mode)
-    return _pool_nd(x, pools, strides, mode)
+    pool_size = check_ints(pool_size, 2, 'pool_size')
+    stride = pool_size if stride is None else check_ints(stride, 2, 'stride')
+    return PoolOp(pool_size, stride, mode)(x)
+
+
+def pool1d(x, pool_size, stride=None, mode='max'):
+    """Max or mean pooling over the time axis of ``x`` (B, T, C); see :func:`pool2d`."""
+    (x,) = _float_inputs('pool1d', ['x (B, T, C)'], [x], ndim=3)
+    stride = pool_size if stride is None else stride
+    return _squeeze_width(pool2d(x.dimshuffle(0, 'x', 1, 2), (1, pool_size), (1, stride),
+                                 mode))
+
+
+def _squeeze_width(y):
+    return y.dimshuffle(0, 2, 3)

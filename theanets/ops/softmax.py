@@ -57,8 +57,8 @@ class SoftmaxOp(CSourceOp):
         x = _float_input(x, 'x')
         return Apply(self, [x], [x.type()])
 
-    def infer_shape(self, fgraph, node, shapes):
-        return [shapes[0]]
+    def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
+        return [args[-1][0]]
 
     def perform(self, node, inputs, outputs):
         outputs[0][0] = np_softmax(inputs[0])
@@ -83,8 +83,8 @@ class SoftmaxGradOp(CSourceOp):
         dy = pt.cast(dy, y.dtype) if dy.dtype != y.dtype else dy
         return Apply(self, [dy, y], [y.type()])
 
-    def infer_shape(self, fgraph, node, shapes):
-        return [shapes[1]]
+    def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
+        return [args[-1][1]]
 
     def perform(self, node, inputs, outputs):
         outputs[0][0] = np_softmax_grad(*inputs)

@@ -163,4 +163,25 @@ THN_INLINE npy_intp thn_conv_out_len(npy_intp size, npy_intp filter, npy_intp st
     return padded < filter ? 0 : (padded - filter) / stride + 1;
 }
 
+/* ---- convolution: outputs kept between calls ----------------------------------------
+ * PyTensor frees an op's output after its last use in a call, and glibc may give
+ * multi-megabyte blocks back to the system, so that the next call writes fresh memory
+ * (page faults: a fifth of a small convolutional network's training step). An op whose
+ * node keeps a reference to its last output (`keep`) writes into it again once nobody
+ * else holds it: thn_reuse_output before computing *out, thn_keep_output after. */
+static inline void thn_reuse_output(PyArrayObject** out, PyArrayObject* keep) {
+    if (!*out && keep && Py_REFCNT(keep) == 1) {
+        Py_INCREF(keep);
+        *out = keep;
+    }
+}
+
+static inline void thn_keep_output(PyArrayObject** keep, PyArrayObject* out) {
+    if (out != *keep) {
+        Py_XINCREF(out);
+        Py_XDECREF(*keep);
+        *keep = out;
+    }
+}
+
 #endif /* THEANETS_H */

@@ -1,0 +1,110 @@
+/* pool.c: max or mean pooling of channels-last images, and the two linear maps of its
+ * gradient.
+ *
+ * x (B, W, H, C) is pooled over windows of pw x ph entries moved by (sw, sh); windows
+ * that do not fit are dropped, so out is (B, Wo, Ho, C) with Wo = (W - pw) / sw + 1
+ * (a 'valid' convolution's length).
+ * With weight[p, o] = (x[p] == out[o]) for a max (every tied entry counts) and
+ * 1 / (pw ph) for a mean, for entries p of the window of output o:
+ *
+ *   forward   out[o] = max_p x[p]  or  sum_p x[p] / (pw ph)
+ *   scatter   dx[p] = sum_o weight[p, o] gz[o]    (the gradient)
+ *   gather    h[o]  = sum_p weight[p, o] g[p]     (its transpose: second derivatives)
+ */
+
+enum thn_pool_which { THN_POOL_FORWARD = 0, THN_POOL_SCATTER = 1, THN_POOL_GATHER = 2 };
+enum thn_pool_mode { THN_POOL_MAX = 0, THN_POOL_MEAN = 1 };
+
+struct thn_pool_args {
+    npy_intp B, W, H, C;  /* x */
+    npy_intp pw, ph;      /* window */
+    npy_intp sw, sh;      /* strides */
+    npy_intp Wo, Ho;      /* out */
+};
+
+/* res: out (forward), dx (scatter, zeroed) or h (gather, zeroed); in: gz or g. */
+template <typename T>
+static void thn_pool_kernel(const thn_pool_args& g, int which, int mode, const T* x,
+                            const T* out, const T* in, T* res) {
+    const npy_intp C = g.C;
+    const T scale = (T)1 / (T)(g.pw * g.ph);
+    const bool max = mode == THN_POOL_MAX;
+    for (npy_intp b = 0; b < g.B; ++b)
+        for (npy_intp i = 0; i < g.Wo; ++i)
+            for (npy_intp j = 0; j < g.Ho; ++j) {
+                const npy_intp o = ((b * g.Wo + i) * g.Ho + j) * C;
+                const npy_intp p0 = ((b * g.W + i * g.sw) * g.H + j * g.sh) * C;
+                if (which == THN_POOL_FORWARD)
+                    for (npy_intp c = 0; c < C; ++c) res[o + c] = max ? x[p0 + c] : 0;
+                for (npy_intp u = 0; u < g.pw; ++u)
+                    for (npy_intp v = 0; v < g.ph; ++v) {
+                        const npy_intp p = p0 + (u * g.H + v) * C;
+                        if (which == THN_POOL_FORWARD && max) {
+                            for (npy_intp c = 0; c < C; ++c) {  /* NaN wins, as in NumPy */
+                                const T e = x[p + c], m = res[o + c];
+                                res[o + c] = e > m || e != e ? e : m;
+                            }
+                        } else if (which == THN_POOL_FORWARD) {
+                            for (npy_intp c = 0; c < C; ++c) res[o + c] += x[p + c];
+                        } else if (which == THN_POOL_SCATTER && max) {
+                            for (npy_intp c = 0; c < C; ++c)
+                                res[p + c] += x[p + c] == out[o + c] ? in[o + c] : 0;
+                        } else if (which == THN_POOL_SCATTER) {
+                            for (npy_intp c = 0; c < C; ++c) res[p + c] += scale * in[o + c];
+                        } else if (max) {
+                            for (npy_intp c = 0; c < C; ++c)
+                                res[o + c] += x[p + c] == out[o + c] ? in[p + c] : 0;
+                        } else {
+                            for (npy_intp c = 0; c < C; ++c) res[o + c] += scale * in[p + c];
+                        }
+                    }
+                if (which == THN_POOL_FORWARD && !max)
+                    for (npy_intp c = 0; c < C; ++c) res[o + c] *= scale;
+            }
+}
+
+/* The ops' entry point: forward (x -> *res = out), scatter ((x, out, gz) -> *res = dx)
+ * or gather ((x, out, g) -> *res = h). Returns 0, or -1 with a Python error set. */
+static int thn_pool(int which, int mode, PyArrayObject* x, PyArrayObject* out,
+                    PyArrayObject* in, PyArrayObject** res, npy_intp pw, npy_intp ph,
+                    npy_intp sw, npy_intp sh, const char* op) {
+    const npy_intp* xd = PyArray_DIMS(x);
+    thn_pool_args g = {xd[0], xd[1], xd[2], xd[3], pw, ph, sw, sh,
+                       thn_conv_out_len(xd[1], pw, sw, THN_VALID),
+                       thn_conv_out_len(xd[2], ph, sh, THN_VALID)};
+    const npy_intp out_dims[4] = {g.B, g.Wo, g.Ho, g.C};
+    char expected[128];
+    thn_format_shape(expected, sizeof expected, 4, out_dims);
+    if (which != THN_POOL_FORWARD && !PyArray_CompareLists(PyArray_DIMS(out), out_dims, 4))
+        return thn_shape_error(op, "out", out, expected);
+    if (which == THN_POOL_SCATTER && !PyArray_CompareLists(PyArray_DIMS(in), out_dims, 4))
+        return thn_shape_error(op, "the output gradient", in, expected);
+    if (which == THN_POOL_GATHER && !PyArray_CompareLists(PyArray_DIMS(in), xd, 4)) {
+        thn_format_shape(expected, sizeof expected, 4, xd);
+        return thn_shape_error(op, "g", in, expected);
+    }
+    PyArrayObject* cx = PyArray_GETCONTIGUOUS(x);
+    PyArrayObject* co = which == THN_POOL_FORWARD ? NULL : PyArray_GETCONTIGUOUS(out);
+    PyArrayObject* ci = which == THN_POOL_FORWARD ? NULL : PyArray_GETCONTIGUOUS(in);
+    int status = -1;
+    if (cx && (which == THN_POOL_FORWARD || (co && ci)) &&
+        !(which == THN_POOL_SCATTER ? thn_output_like(res, cx, true)
+                                    : thn_output(res, 4, out_dims, PyArray_TYPE(cx),
+                                                 which == THN_POOL_GATHER))) {
+        const void* op_ = co ? PyArray_DATA(co) : NULL;
+        const void* ip = ci ? PyArray_DATA(ci) : NULL;
+        if (PyArray_TYPE(cx) == NPY_FLOAT32)
+            thn_pool_kernel<float>(g, which, mode, (const float*)PyArray_DATA(cx),
+                                   (const float*)op_, (const float*)ip,
+                                   (float*)PyArray_DATA(*res));
+        else
+            thn_pool_kernel<double>(g, which, mode, (const double*)PyArray_DATA(cx),
+                                    (const double*)op_, (const double*)ip,
+                                    (double*)PyArray_DATA(*res));
+        status = 0;
+    }
+    Py_XDECREF(cx);
+    Py_XDECREF(co);
+    Py_XDECREF(ci);
+    return status;
+}
