@@ -20,6 +20,7 @@ from .main import Experiment  # noqa: E402
 from .regularizers import Regularizer  # noqa: E402
 from . import layers, losses, regularizers, trainer, optimizers  # noqa: E402
 from . import recurrent  # noqa: E402
+from . import devices  # noqa: E402,F401
 from . import convolution  # noqa: E402
 
 __all__ = ['Experiment', 'Activation', 'Autoencoder', 'Classifier', 'Layer', 'Loss', 'Network',

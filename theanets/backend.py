@@ -29,6 +29,8 @@ import time
 import warnings
 import weakref
 
+from . import devices
+
 __all__ = ['FLOAT', 'set_mode', 'get_mode', 'mode_key', 'function', 'compile_count',
            'set_quick_start', 'get_quick_start', 'finish_compiling', 'StagedFunction']
 
@@ -158,11 +160,13 @@ def _linker_name(mode):
 
 
 def runs_custom_ops(mode=None):
-    """Whether ``mode`` (default: the current one) runs Ops implemented in C/Python.
+    """Whether ``mode`` (default: the current one) runs Ops' C or Python code.
 
-    False for the JAX, NUMBA, PYTORCH and MLX backends, which need a translation
-    of every Op; layers then build their graphs from standard PyTensor Ops
-    (e.g. ``scan`` instead of the fused recurrent ops).
+    False for the JAX, NUMBA, PYTORCH and MLX backends, which translate every
+    Op into another framework (theanets' own ops through their JAX twins in
+    JAX mode). Graphs are the same in every mode; a few rewrites (e.g. the
+    recurrent ops' forward-only form) and the class-score lookup of
+    :class:`theanets.losses.CrossEntropy` check this.
     """
     mode = _MODE if mode is None else mode
     if isinstance(mode, str) and mode.upper() in _TRANSPILED_MODES:
@@ -193,7 +197,13 @@ def mode_key():
     include it in the keys of their compiled functions and graphs.
     """
     mode = _MODE if isinstance(_MODE, str) else ('mode', id(_MODE))
-    return mode, _QUICK_START[0] if quick_start_applies() else None
+    return (mode, _QUICK_START[0] if quick_start_applies() else None,
+            devices.get_data_parallel() if _sharded(mode) else None)
+
+
+def _sharded(mode):
+    """Whether functions compiled in ``mode`` split their batches among devices."""
+    return devices.get_data_parallel() is not None and _linker_name(mode) == 'JAXLinker'
 
 
 def compile_count():
@@ -237,6 +247,8 @@ def function(inputs, outputs, updates=None, name=None, staged=False, **kwargs):
     log.debug('compiling %s function', name or 'a')
     compiled = pytensor.function(inputs, outputs, updates=updates or [], mode=mode, name=name,
                                  **kwargs)
+    if _sharded(mode):
+        compiled = devices.ShardedFunction(compiled, devices.get_data_parallel())
     return SerializedFunction(compiled) if staged is not False else compiled
 
 
