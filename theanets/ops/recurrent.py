@@ -362,6 +362,12 @@ def _entries(layout, slots=False):
     return result
 
 
+def _slots(layout, values):
+    """``values`` in the slots of ``layout``, None for its "-name" slots."""
+    given = iter(values)
+    return [None if e is None else next(given) for e in _entries(layout, True)]
+
+
 def _dim(token, env):
     """Size of one layout token given the bound sizes ``env`` (None when unknown)."""
     if token in env or token == 'b':
@@ -473,8 +479,7 @@ class _RecurrentBase(CSourceOp):
     def compute(self, xp, scan, inputs):
         """The op's outputs from its inputs with array module ``xp`` and loop ``scan``."""
         cell = _CELLS[self.cell]
-        given = iter(inputs)
-        args = [None if e is None else next(given) for e in _entries(self._layouts()[0], True)]
+        args = _slots(self._layouts()[0], inputs)
         if self.BACKWARD:
             steps = inputs[[e[0] for e in self._inputs()].index('h')].shape[0]
             return cell.backward(xp, scan, self.activation, self._window(steps), *args)
@@ -488,9 +493,7 @@ class _RecurrentBase(CSourceOp):
 
     def c_code(self, node, name, inputs, outputs, sub):
         def slots(layout, names, prefix=''):
-            given = iter(names)
-            return ', '.join('NULL' if e is None else prefix + next(given)
-                             for e in _entries(layout, True))
+            return ', '.join('NULL' if s is None else prefix + s for s in _slots(layout, names))
         layout_in, layout_out = self._layouts()
         kernel = _CELLS[self.cell].kernels[self.BACKWARD].format(
             T='float' if node.outputs[0].dtype == 'float32' else 'double')
@@ -584,12 +587,6 @@ if FORWARD_ONLY_TAG not in optdb.__db__:
 
 
 # ---- public functions ----------------------------------------------------------------------
-
-def _slots(layout, values):
-    """``values`` in the slots of ``layout``, None for its "-name" slots."""
-    given = iter(values)
-    return [None if e is None else next(given) for e in _entries(layout, True)]
-
 
 def _scan_loop(truncate):
     """:func:`pytensor.scan` with the calling convention of ``jax.lax.scan``."""
