@@ -251,7 +251,7 @@ def test_bad_input_raises_before_compiling(call, kind, pattern):
 
 def test_configuration_errors_are_value_errors():
     assert issubclass(ConfigurationError, ValueError)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='size must be a positive integer, got 0'):
         R([4, 0])
 
 
@@ -268,7 +268,7 @@ def test_allow_nonfinite_warns_instead_of_raising_in_predict():
 def test_allow_nonfinite_warns_in_train_and_decode():
     net = A([4, 3, 4])
     with pytest.warns(NonFiniteDataWarning, match="input 'in' holds"):
-        with pytest.raises(theanets.optimizers.NonFiniteLossError):
+        with pytest.raises(theanets.optimizers.NonFiniteLossError, match='diverged to nan'):
             train(net, nan_at(X), allow_nonfinite=True, algo='sgd', batch_size=8)
     with pytest.warns(NonFiniteDataWarning, match='decode'):
         net.decode(np.full((1, 3), np.inf, 'f'), allow_nonfinite=True)

@@ -328,7 +328,7 @@ def test_find_and_params():
     assert layer.find('leak') is layer.params[2]
     with pytest.raises(KeyError, match='no parameter'):
         layer.find('q')
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="layer 'hid1' has no parameter 5"):
         layer.find(5)
 
 
