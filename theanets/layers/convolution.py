@@ -71,7 +71,7 @@ def _spatial_output(layer, spatial, what):
     return positions + (shape[-1], )
 
 
-class Convolution(Layer):
+class Convolution(Layer, abstract=True):
     """Base class of convolution layers over ``NDIM`` spatial axes.
 
     Parameters
@@ -165,7 +165,7 @@ class Conv2(Convolution):
                            filter_size=self.filter_size)
 
 
-class Pooling(Layer):
+class Pooling(Layer, abstract=True):
     """Base class of pooling layers: max or mean over windows, channels unchanged.
 
     Parameters
