@@ -131,7 +131,8 @@ def _source(cls, method, old):
 def edit(cls, method, old, new):
     """Replace ``old`` by ``new`` (once) in the source of ``cls.method`` and install it."""
     function = cls.__dict__[method]
-    source = _source(cls, method, old).replace(old, new).replace('super()', 'super(__mutant_class__, self)')
+    source = _source(cls, method, old).replace(old, new).replace(
+        'super()', 'super(__mutant_class__, self)')
     namespace = dict(vars(sys.modules[cls.__module__]), __mutant_class__=cls)
     exec(compile(source, '<mutant {}.{}>'.format(cls.__name__, method), 'exec'), namespace)
     setattr(cls, method, namespace[function.__name__])
