@@ -190,7 +190,8 @@ class TestInNetwork:
     """Learnable activations inside a network: params, names and the forward pass."""
 
     @pytest.fixture(scope='class')
-    def net(self):
+    @staticmethod
+    def net():
         return theanets.Regressor([
             U.NUM_INPUTS, (4, 'prelu'), (4, 'lgrelu'), (4, 'elu'), (4, 'maxout:3'),
             (4, 'tanh+norm:z'), U.NUM_OUTPUTS])

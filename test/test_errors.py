@@ -163,6 +163,11 @@ BAD_INPUTS = [
                  r"size must be a positive integer, got -3", id='negative-size'),
     pytest.param(lambda: R([(4, 0), 2]), ConfigurationError,
                  r"layer 'in': shape must hold positive integers", id='zero-in-shape'),
+    pytest.param(lambda: R([4, dict(size=2, shape=4)]), ConfigurationError,
+                 r"layer 'out': shape must be a tuple of positive integers such as \(4, \).* "
+                 r"got 4; for a number of units give size=4", id='shape-not-a-tuple'),
+    pytest.param(lambda: R([4, (True, 'relu')]), ConfigurationError,
+                 r"layer spec \(True, 'relu'\): cannot interpret element True", id='bool-size'),
     pytest.param(lambda: R([4, (2, 3)]), ConfigurationError,
                  r"layer 'out' \(Feedforward\): shape=\(2, 3\) does not fit its input shape "
                  r"\(4,\).*add a \"reshape\" layer", id='multi-dim-shape-on-ff'),
@@ -185,12 +190,35 @@ BAD_INPUTS = [
     pytest.param(lambda: A([4, 3, dict(form='tied', partner='zzz')]), ConfigurationError,
                  r"tied layer 'out': partner 'zzz' is not a layer of this network",
                  id='tied-unknown-partner'),
+    pytest.param(lambda: A([(2, 3), 'flatten', dict(form='tied', partner='hid1')]),
+                 ConfigurationError, r"tied layer 'out': partner 'hid1' \(Flatten\) has no weight "
+                 r"matrix 'w' of shape \(3, 6\)", id='tied-partner-without-weights'),
+    pytest.param(lambda: RR([3, dict(form='reshape', shape=(3, ))]), ConfigurationError,
+                 r"layer 'out': cannot reshape input \(None, 3\) to \(3,\): the input has an "
+                 r"axis of varying length", id='reshape-varying-to-fixed'),
     pytest.param(lambda: R([4, dict(size=2, inputs={'in': 5})]), ConfigurationError,
                  r"layer 'out': input 'in:out' has size 4, but inputs= declared 5",
                  id='declared-input-size'),
     pytest.param(lambda: R([4, 3, dict(size=2, std_x=0.1)]), ConfigurationError,
                  r"'std_x' applies to no parameter of this layer; its parameters are b, w",
                  id='init-kwarg-no-parameter'),
+    pytest.param(lambda: RR([4, dict(form='recurrent', size=2)]), ConfigurationError,
+                 r"layer 'out' \(Recurrent\): Recurrent is a base class that computes nothing; "
+                 r"use one of its forms: clockwork, gru, lstm", id='base-class-form'),
+    pytest.param(lambda: R([4, dict(form='input', size=2)]), ConfigurationError,
+                 r"layer spec .*: the output layer of Regressor cannot be an input layer",
+                 id='input-as-output'),
+    pytest.param(lambda: train(theanets.convolution.Classifier([(5, 4), 3]), X3, L[:6]),
+                 ConfigurationError,
+                 r"Classifier: the CrossEntropy loss compares 1-D class labels 'target' with "
+                 r"output 'out:out', which must then be 2-D .* but is 3-D of shape \(N, 5, 3\); "
+                 r"add a \"flatten\" layer", id='output-dims-for-loss'),
+    pytest.param(lambda: train(R([4, 2], loss='gll'), X, Y), ConfigurationError,
+                 r"Regressor: the GaussianLogLikelihood loss reads an output: unknown output "
+                 r"'mean:out'.*known outputs: in:out, out:out, out:pre", id='loss-output-missing'),
+    pytest.param(lambda: train(A([4, 'flatten']), X), ConfigurationError,
+                 r"Autoencoder has no parameters to train: none of its layers 'in' \(Input\), "
+                 r"'out' \(Flatten\) has weights", id='no-parameters'),
     pytest.param(lambda: R(5), ConfigurationError,
                  r"Regressor\(layers=...\) needs a list of layer specs", id='layers-not-a-list'),
     pytest.param(lambda: R([4]).predict(X), ConfigurationError,
@@ -251,7 +279,7 @@ def test_bad_input_raises_before_compiling(call, kind, pattern):
 
 def test_configuration_errors_are_value_errors():
     assert issubclass(ConfigurationError, ValueError)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='size must be a positive integer, got 0'):
         R([4, 0])
 
 
@@ -268,7 +296,7 @@ def test_allow_nonfinite_warns_instead_of_raising_in_predict():
 def test_allow_nonfinite_warns_in_train_and_decode():
     net = A([4, 3, 4])
     with pytest.warns(NonFiniteDataWarning, match="input 'in' holds"):
-        with pytest.raises(theanets.optimizers.NonFiniteLossError):
+        with pytest.raises(theanets.optimizers.NonFiniteLossError, match='diverged to nan'):
             train(net, nan_at(X), allow_nonfinite=True, algo='sgd', batch_size=8)
     with pytest.warns(NonFiniteDataWarning, match='decode'):
         net.decode(np.full((1, 3), np.inf, 'f'), allow_nonfinite=True)

@@ -236,7 +236,8 @@ def test_weighted_autoencoder():
 
 class TestDataChecks:
     @pytest.fixture(scope='class')
-    def net(self):
+    @staticmethod
+    def net():
         return theanets.Classifier([4, 3, U.NUM_CLASSES])
 
     @pytest.mark.parametrize('arrays,match', [

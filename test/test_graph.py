@@ -205,7 +205,7 @@ def test_duplicate_names_are_errors():
 
 def test_failed_add_layer_leaves_network_unchanged():
     net = theanets.Regressor([4, 3])
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match="input 'nope:out' is not an output"):
         net.add_layer(dict(size=2, inputs='nope'))
     assert names(net) == ['in', 'out']
 
@@ -245,8 +245,12 @@ def test_find(chain):
     assert chain.find(2, 1) is chain.find('hid2', 'b')
     assert chain.find(-1, 'b').name == 'out.b'
     assert chain.find('hid1', 'w').name == 'hid1.w'
-    for which, param in [('hid3', 'w'), (4, 'w'), ('hid1', 'q'), ('hid1', 2), ('in', 'w')]:
-        with pytest.raises(KeyError):
+    for which, param, message in [
+            ('hid3', 'w', "no layer named 'hid3'; layers are"), (4, 'w', 'no layer 4 in'),
+            ('hid1', 'q', "layer 'hid1' has no parameter 'q'"),
+            ('hid1', 2, "layer 'hid1' has no parameter 2"),
+            ('in', 'w', "layer 'in' has no parameter 'w'")]:
+        with pytest.raises(KeyError, match=message):
             chain.find(which, param)
 
 
@@ -348,7 +352,8 @@ class TestMultipleLosses:
     """The losses guide: add_loss, weights of losses and set_loss between train() calls."""
 
     @pytest.fixture(scope='class')
-    def net(self):
+    @staticmethod
+    def net():
         return theanets.Regressor([10, 20, 3], loss='mae')
 
     @staticmethod
@@ -529,5 +534,5 @@ def test_load_bad_gzip_and_missing_file(tmp_path):
     path.write_bytes(b'plain bytes')
     with pytest.raises(ValueError, match='truncated, corrupt'):
         theanets.Regressor.load(str(path))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match='missing.pkl'):
         theanets.Regressor.load(str(tmp_path / 'missing.pkl'))

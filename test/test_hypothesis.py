@@ -1,7 +1,8 @@
 """Property-based tests: random small models, data and options either work or fail clearly.
 
-Hypothesis draws a model (kind, 2-4 layers of 1-4 units, forms ff, tied and
-classifier, activations from a list), then data shaped for that model with
+``test_random_models_train_or_fail_clearly`` draws a model (kind, 2-4 layers
+of 1-4 units, forms ff, tied and classifier, activations from a list), then
+data shaped for that model with
 at most one deliberate mistake, and training options with at most one
 mistake. Each example must either
 
@@ -11,8 +12,10 @@ mistake. Each example must either
   theanets' own code, never from inside PyTensor or NumPy.
 
 A deliberate mistake must raise, and before any function is compiled.
-Most examples hit a validation error, so few of them compile anything; the
-examples are derandomized, so the run time is stable.
+``test_random_layer_specs_build_or_fail_clearly`` does the same for random
+layer specs of every family (see the comment above it). Most examples hit a
+validation error, so few of them compile anything; the examples are
+derandomized, so the run time is stable.
 """
 
 import os
@@ -20,6 +23,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 import theanets
@@ -210,3 +214,265 @@ def test_random_models_train_or_fail_clearly(data):
     assert not must_fail, 'accepted {} / {}'.format(mistake, options)
     event('trained')
     check_predictions(net, kind, arrays[0])
+
+
+# ----- random layer specs ------------------------------------------------------------------
+#
+# Hypothesis draws a model of one family (feedforward, recurrent or
+# convolution) whose hidden and output layers are random specs: a form (one
+# time in eight from any registered form, base classes and other families
+# included), a size, an activation and keywords the form reads, with good
+# values and, one layer in four, one mistake: a bad size, activation, keyword
+# value or input, or a misspelt keyword. Half of the models end with a
+# well-formed output layer. Each model must either build, train one step and
+# predict arrays of the shapes its layers report, or be refused before
+# anything is compiled with a ConfigurationError (or a TypeError for an
+# unknown keyword) whose message names the layer, the spec or the keyword. A
+# spec holding one of the drawn mistakes must be refused. A loss that
+# diverges (NonFiniteLossError, e.g. 'norm:std' of a single unit) is allowed.
+
+FAMILIES = {
+    'feedforward': (theanets.Regressor, theanets.Classifier, theanets.Autoencoder),
+    'recurrent': (theanets.recurrent.Regressor, theanets.recurrent.Classifier),
+    'convolution': (theanets.convolution.Regressor, theanets.convolution.Classifier),
+}
+FORMS = {
+    'feedforward': ['ff', 'feedforward', 'classifier', 'tied', 'concat', 'product', 'flatten',
+                    'reshape'],
+    'recurrent': ['rnn', 'lstm', 'gru', 'mrnn', 'mut1', 'rrnn', 'scrn', 'clockwork',
+                  'bidirectional', 'ff'],
+    'convolution': ['conv1', 'conv2', 'pool1', 'pool2', 'flatten', 'reshape', 'ff'],
+}
+ALL_FORMS = sorted(theanets.layers.Layer._registry.classes)
+SIZES = ([1, 2, 3, 4], [0, -1, 2.5, '3', True])
+ACTIVATIONS_SPEC = (sorted(theanets.activations.COMMON) + [
+    'prelu', 'lgrelu', 'elu', 'maxout:2', 'tanh+norm:z'], ['tahn', 'relu+', 'maxout:x', 3])
+MISTAKES = ['size', 'activation', 'option', 'typo', 'inputs']
+#: Forms whose size follows from their inputs.
+DERIVED_SIZE = {'flatten', 'concat', 'product', 'tied', 'pool1', 'pool2', 'reshape'}
+#: Layers that end half of the models, so that more of them can train.
+TAILS = dict(feedforward=[2], recurrent=[2], convolution=['flatten', 2])
+
+#: form -> {keyword: (good values, bad values)}; required keywords are always given.
+REQUIRED = {
+    'conv1': dict(filter_size=([1, 2, (2, )], [0, (2, 2), 'x'])),
+    'conv2': dict(filter_size=([1, 2, (1, 2)], [(2, ), 0, 'x'])),
+    'pool1': dict(pool_size=([1, 2, (2, )], [0, 'x'])),
+    'pool2': dict(pool_size=([1, 2, (2, 1)], [0, 'x'])),
+    'clockwork': dict(periods=([(1, 2), [1, 2, 4]], [(), (0, 1), 'x', 3])),
+    'reshape': dict(shape=([(2, 2), (4, ), (1, 4), (2, 1, 2), (None, 2)],
+                           [(0, 2), ('x', 2), 4])),
+}
+OPTIONAL = {
+    'conv1': dict(stride=([1, 2], [0, 'x']), border_mode=(['valid', 'same', 'full'], ['x'])),
+    'conv2': dict(stride=([1, (1, 2)], [0, (1, )]),
+                  border_mode=(['valid', 'same', 'full'], ['x', 3])),
+    'pool1': dict(stride=([None, 1, 2], [0, 'x']), mode=(['max', 'mean'], ['x'])),
+    'pool2': dict(stride=([None, 1, (1, 2)], [0]), mode=(['max', 'mean'], ['avg', None])),
+    'mrnn': dict(factors=([None, 1, 3], [0, -2, 'x'])),
+    'rrnn': dict(rate=(['matrix', 'vector', 'uniform', 'log', 0.5], ['x', True])),
+    'scrn': dict(rate=(['vector', 'uniform', 0.5], ['matrix', 'x']),
+                 context_size=([None, 1, 3], [0, 'x'])),
+    'bidirectional': dict(worker=(['rnn', 'lstm', 'gru'], ['x', 'ff', 3])),
+}
+RECURRENT_OPTIONS = dict(direction=(['forward', 'backward'], ['sideways', 3]),
+                         bptt_limit=([-1, 2, 3], [1.5, 'x']))
+INIT_OPTIONS = dict(std=([0.1, 0], [-1, 'x']), mean=([0, 0.5], ['x']),
+                    std_b=([0.1], [-0.5]), mean_b=([0, 0.5], ['x']),
+                    sparsity=([0, 0.5], [1.5, -1]), std_x=([], [0.1]))
+
+
+def value(draw, choices, wrong):
+    """Draw from the bad values of ``choices = (good, bad)`` if ``wrong``, else from the good."""
+    return draw(st.sampled_from(choices[1] if wrong else choices[0]))
+
+
+def misspell(draw, key, valid):
+    """Return a misspelling of ``key`` that is no valid keyword, or None."""
+    i = draw(st.integers(0, len(key) - 1))
+    how = draw(st.sampled_from(['drop', 'double', 'swap']))
+    if how == 'drop':
+        typo = key[:i] + key[i + 1:]
+    elif how == 'double':
+        typo = key[:i] + key[i] + key[i:]
+    else:
+        typo = key[:i] + key[i + 1:i + 2] + key[i:i + 1] + key[i + 2:]
+    return None if not typo or typo in valid else typo
+
+
+def form_options(draw, form, earlier, spoil):
+    """Keywords ``form`` reads, with good values; with ``spoil``, one of them gets a bad one."""
+    options = dict(OPTIONAL.get(form, {}))
+    if form in FORMS['recurrent'][:-1]:
+        options.update(RECURRENT_OPTIONS)
+    if form == 'tied':
+        options.update(partner=(earlier[1:], ['zzz', 3]))
+    options.update(INIT_OPTIONS)
+    usable = sorted(k for k, (good, _) in options.items() if good)
+    keys = list(REQUIRED.get(form, {})) + draw(
+        st.lists(st.sampled_from(usable), max_size=2, unique=True))
+    options.update(REQUIRED.get(form, {}))
+    spoilt = draw(st.sampled_from(sorted(options))) if spoil else None
+    keys += [spoilt] if spoilt and spoilt not in keys else []
+    return {key: value(draw, options[key], key == spoilt) for key in keys}
+
+
+@st.composite
+def layer_spec(draw, family, earlier):
+    """One hidden or output layer spec; returns (spec, True if it holds a sure mistake)."""
+    mistake = draw(st.sampled_from(MISTAKES + [None] * 3 * len(MISTAKES)))
+    form = draw(st.sampled_from(ALL_FORMS if not draw(st.integers(0, 7)) else FORMS[family]))
+    size = value(draw, SIZES, mistake == 'size')
+    activation = value(draw, ACTIVATIONS_SPEC, mistake == 'activation')
+    style = draw(st.sampled_from(['int', 'tuple', 'form-tuple', 'str', 'dict', 'dict', 'dict']))
+    if form in REQUIRED:
+        style = 'dict'
+    elif style == 'str' and form not in DERIVED_SIZE:
+        style = 'form-tuple'
+    if style == 'int':
+        return size, mistake == 'size'
+    if style == 'tuple':   # (size, 3) would be a shape
+        activation = activation if isinstance(activation, str) else 'tahn'
+        return (size, activation), mistake in ('size', 'activation')
+    if style == 'form-tuple':
+        return (size, form), mistake == 'size'
+    if style == 'str':
+        return form, False
+    spec = dict(form=form)
+    if mistake == 'activation' or draw(st.booleans()):
+        spec['activation'] = activation
+    how = draw(st.sampled_from(['size', None, None, None] if form in DERIVED_SIZE else
+                               ['size', 'size', 'size', 'shape']))
+    if mistake == 'size' or how == 'size':
+        spec['size'] = size
+    elif how == 'shape':
+        spec['shape'] = (size, )
+    if earlier[1:] and (mistake == 'inputs' or not draw(st.integers(0, 3))):
+        spec['inputs'] = value(
+            draw, ([earlier[-1], earlier[0], list(earlier[-2:]), earlier[-1] + ':out'],
+                   ['hid9', 5.5, earlier[-1] + ':nothing']), mistake == 'inputs')
+    spec.update(form_options(draw, form, earlier, mistake == 'option'))
+    typo, keys = None, sorted(k for k in spec if k != 'form')
+    if mistake == 'typo' and keys:
+        key = draw(st.sampled_from(keys))
+        typo = misspell(draw, key, set(spec) | set(theanets.layers.Layer.get_class(
+            form).valid_kwargs(spec) or ()))
+        if typo is not None:
+            spec[typo] = spec.pop(key)
+    made = dict(size=True, activation=True, option=True, typo=typo is not None,
+                inputs='inputs' in spec)
+    return spec, made.get(mistake, False)
+
+
+@st.composite
+def input_spec(draw, family):
+    n = draw(st.integers(1, 4))
+    return draw(st.sampled_from(dict(
+        feedforward=[n, (n, ), dict(form='input', size=n), dict(form='input', size=n,
+                                                                  sparse='csr')],
+        recurrent=[n, dict(form='input', size=n, ndim=3), (5, n)],
+        convolution=[(6, n), (6, 5, n), dict(form='input', shape=(5, 6, n)), n],
+    )[family]))
+
+
+def example_array(shape, rng):
+    """Random float data of ``shape`` (no batch axis): 3 examples, unknown axes of length 5."""
+    return rng.randn(3, *[5 if s is None else s for s in shape]).astype('f')
+
+
+def training_data(net, rng):
+    """Arrays for ``net.variables``: inputs, then targets shaped like the outputs, then weights."""
+    data = {}
+    for layer in net.layers:
+        if isinstance(layer, theanets.layers.Input):
+            x = example_array(layer.output_shape, rng)
+            data[layer.input] = scipy.sparse.csr_matrix(x) if layer.sparse else x
+    inputs = [data[v] for v in net.inputs]
+    outputs = net.feed_forward(*inputs)
+    for loss in net.losses:
+        out = outputs[loss.output_name]
+        for var in loss.variables:
+            if var in data:
+                continue
+            if var.dtype.startswith('int'):
+                data[var] = rng.randint(out.shape[-1], size=out.shape[:var.ndim]).astype('i')
+            elif var.name == 'weights':
+                data[var] = np.ones(out.shape[:var.ndim], 'f')
+            else:
+                data[var] = rng.randn(*out.shape[:var.ndim]).astype('f')
+    return inputs, outputs, [data[v] for v in net.variables]
+
+
+def names_the_culprit(err, names, specs):
+    """True if the message of ``err`` names a layer, a layer spec or a keyword given."""
+    text = str(err)
+    words = ['layer spec', 'input layer', 'output layer']
+    words += ["'{}'".format(name) for name in names]
+    for spec in specs:
+        words.append(repr(spec))
+        if isinstance(spec, dict):
+            words += ["'{}'".format(key) for key in spec]
+            words += [repr(v) for v in spec.values() if isinstance(v, str)]
+    return any(word in text for word in words)
+
+
+def check_named_error(err, names, specs, before):
+    """Assert ``err`` is one of theanets' named errors about the spec, raised before compiling."""
+    assert raised_in_theanets(err), 'raised inside a dependency: {!r}'.format(err)
+    assert isinstance(err, ConfigurationError) or (
+        type(err) is TypeError and 'unknown keyword argument' in str(err)), \
+        'raw {}: {}'.format(type(err).__name__, err)
+    assert names_the_culprit(err, names, specs), 'names no layer or keyword: {}'.format(err)
+    assert backend.compile_count() == before, 'compiled before failing: {}'.format(err)
+
+
+@pytest.mark.filterwarnings('ignore')   # e.g. PyTensor densifying a sparse input to reshape it
+@settings(SETTINGS, max_examples=200)
+@given(data=st.data())
+def test_random_layer_specs_build_or_fail_clearly(data):
+    draw = data.draw
+    family = draw(st.sampled_from(sorted(FAMILIES)))
+    model = draw(st.sampled_from(FAMILIES[family]))
+    specs, must_fail, names = [draw(input_spec(family))], False, ['in']
+    tail = TAILS[family] if draw(st.booleans()) else []
+    count = draw(st.integers(1, 3))
+    total = count + len(tail)
+    for i in range(count):
+        spec, bad = draw(layer_spec(family, names))
+        specs.append(spec)
+        must_fail = must_fail or bad
+        names.append('out' if i == total - 1 else 'hid{}'.format(i + 1))
+    specs += tail
+    names += ['hid{}'.format(i + 1) for i in range(count, total - 1)] + ['out'] * bool(tail)
+    before = backend.compile_count()
+    try:
+        net = model(specs, weighted=draw(st.booleans()))
+        net.ensure_ready()
+    except DOCUMENTED as err:
+        check_named_error(err, names, specs, before)
+        event('refused: {}'.format(type(err).__name__))
+        return
+    assert not must_fail, 'accepted {}'.format(specs)
+    inputs, outputs, arrays = training_data(net, np.random.RandomState(0))
+    for layer in net.layers:
+        got, want = outputs[layer.output_name].shape, (3, ) + tuple(layer.output_shape)
+        assert len(got) == len(want) and all(
+            w is None or g == w for g, w in zip(got, want)), (layer, got, want)
+    before = backend.compile_count()
+    try:
+        net.train(arrays, algo='sgd', max_updates=1, batch_size=3, learning_rate=1e-3)
+    except ConfigurationError as err:   # e.g. an output a Classifier cannot read
+        check_named_error(err, names, specs, before)
+        event('built, cannot train')
+        return
+    except NonFiniteLossError:   # e.g. 'norm:std' of one unit divides by its zero spread
+        event('diverged')
+        return
+    for layer in net.layers[1:]:
+        event('trained a {} layer'.format(type(layer).__name__))
+    out = outputs[net.layers[-1].output_name]
+    got = net.predict(*inputs)
+    if isinstance(net, theanets.Classifier):
+        assert got.shape == out.shape[:-1] and got.max() < out.shape[-1]
+    else:
+        assert got.shape == out.shape and np.isfinite(got).all()

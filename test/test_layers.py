@@ -175,6 +175,24 @@ class TestInputs:
         with pytest.raises(ConfigurationError, match='needs shape'):
             theanets.Regressor([4, 'reshape'])
 
+    @pytest.mark.parametrize('model,first,shape,why', [
+        ('Regressor', 4, (None, 3), r"input's known axes hold 4 values, not a multiple of the 3"),
+        ('Regressor', 4, (None, None), r'may leave one axis as None .* not 2'),
+        ('recurrent', 3, (None, 2), r'hold 3 values, not a multiple of the 2'),
+        ('recurrent', 3, (3, ), r'axis of varying length, .* write None in shape='),
+    ])
+    def test_reshape_refuses_shapes_some_data_cannot_take(self, model, first, shape, why):
+        cls = theanets.recurrent.Regressor if model == 'recurrent' else theanets.Regressor
+        with pytest.raises(ConfigurationError, match=r"layer 'out': cannot reshape input .*"
+                           + why):
+            cls([first, dict(form='reshape', shape=shape)])
+
+    def test_reshape_infers_the_axis_given_as_none(self):
+        net = theanets.recurrent.Regressor([4, dict(form='reshape', shape=(None, 2, 2))])
+        x = np.arange(2 * 3 * 4, dtype='f').reshape((2, 3, 4))
+        assert net.layers[-1].output_shape == (None, 2, 2)
+        np.testing.assert_array_equal(net.predict(x), x.reshape((2, 3, 2, 2)))
+
     def test_flatten_size_must_match(self):
         with pytest.raises(ConfigurationError, match=r'size=5 but its output has 6 values'):
             theanets.Regressor([(2, 3), dict(form='flatten', size=5)])
@@ -212,6 +230,57 @@ def test_tied_size_must_match_partner():
     with pytest.raises(ConfigurationError, match=r"layer 'out' \(Tied\): size=4 but its "
                                                  r"output has 6 values"):
         theanets.Autoencoder([6, 5, (4, 'tied')])
+
+
+@pytest.mark.parametrize('partner', [
+    dict(form='scrn', size=3),             # its 'w' maps the input to hidden and context units
+    dict(form='conv1', size=3, filter_size=1),    # its 'w' is 4-D
+    'flatten',                             # no 'w' at all
+])
+def test_tied_partner_needs_a_weight_matrix_from_input_to_output(partner):
+    with pytest.raises(ConfigurationError, match=r"tied layer 'out': partner 'hid1' \(\w+\) has "
+                                                 r"no weight matrix 'w' of shape \(4, "):
+        theanets.recurrent.Regressor([(5, 4), partner, dict(form='tied', partner='hid1')])
+
+
+# ----- base classes -----------------------------------------------------------------------
+
+def test_base_classes_are_refused_with_their_forms():
+    bases = {key: cls for key, cls in layers.Layer._registry.classes.items()
+             if cls.is_abstract()}
+    assert sorted(bases) == ['convolution', 'layer', 'pooling', 'recurrent']
+    for key, cls in bases.items():
+        forms = cls.concrete_forms()
+        assert forms and not any(layers.Layer.get_class(f).is_abstract() for f in forms)
+        with pytest.raises(ConfigurationError, match=r"layer 'x' \({}\): {} is a base class that "
+                           r"computes nothing; use one of its forms: {}".format(
+                               cls.__name__, cls.__name__, ', '.join(forms))):
+            layers.Layer.build(key, size=2, name='x')
+    assert 'lstm' in bases['recurrent'].concrete_forms()
+    assert bases['convolution'].concrete_forms() == ['conv1', 'conv2']
+
+
+def test_subclasses_of_a_base_class_are_concrete():
+    class Doubler(layers.Feedforward):
+        def transform(self, inputs):
+            return 2 * inputs
+
+    class Halver(layers.Layer):
+        def transform(self, inputs):
+            return inputs / 2
+
+    assert not Doubler.is_abstract() and not Halver.is_abstract()
+    net = theanets.Regressor([3, dict(form='halver', size=3)])
+    np.testing.assert_allclose(net.predict(np.ones((2, 3), 'f')), 0.5)
+
+
+def test_input_layer_cannot_be_the_output_layer():
+    with pytest.raises(ConfigurationError, match=r"the output layer of Regressor cannot be an "
+                                                 r"input layer"):
+        theanets.Regressor([4, dict(form='input', size=2)])
+    net = theanets.Regressor([4, dict(form='input', size=2, name='extra'),
+                              dict(form='concat', inputs=('in', 'extra'))])
+    assert net.layers[-1].output_shape == (6, )
 
 
 # ----- initialisation -----------------------------------------------------------------------
@@ -328,7 +397,7 @@ def test_find_and_params():
     assert layer.find('leak') is layer.params[2]
     with pytest.raises(KeyError, match='no parameter'):
         layer.find('q')
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="layer 'hid1' has no parameter 5"):
         layer.find(5)
 
 

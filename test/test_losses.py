@@ -253,6 +253,16 @@ def test_gll_gradient(float64_targets, weighted):
     U.check_grad(fun, [rng.randn(B, N), rng.uniform(0.2, 2, (B, N))])
 
 
+def test_network_loss_is_the_weighted_sum_of_its_losses():
+    net = theanets.Regressor([U.NUM_INPUTS, U.NUM_OUTPUTS], loss='mae')
+    net.losses[0].weight = 0.5
+    net.add_loss('mse', weight=2)
+    x, y = U.inputs(), U.targets()
+    err = net.predict(x).astype('float64') - y
+    fn = backend.function(net.variables, net.loss())
+    assert np.isclose(fn(x, y), 0.5 * np.abs(err).mean() + 2 * (err ** 2).mean(), rtol=1e-5)
+
+
 def test_loss_attributes():
     loss = theanets.Loss.build('mse', target=2, weight=0.5, output_name='hid1')
     assert loss.weight == 0.5 and loss.output_name == 'hid1:out'

@@ -25,7 +25,7 @@ def make_data(n=64, seed=0, w=W_TRUE, bias=0.3):
 class Problem(object):
     """Linear regression y ~ x.w + b with a squared-error loss (4 parameters)."""
 
-    def __init__(self, algo='sgd', monitor_gradients=False, extra_param=False):
+    def __init__(self, algo='sgd', monitor_gradients=False, extra_param=False, scale=1.0):
         self.w = pytensor.shared(np.zeros(3, 'f'), name='w')
         self.b = pytensor.shared(np.float32(0), name='b')
         self.x = pt.matrix('x')
@@ -35,13 +35,18 @@ class Problem(object):
         if extra_param:
             self.unused = pytensor.shared(np.ones(2, 'f'), name='unused')
             params.append(self.unused)
-        self.opt = O.build(algo, pt.sqr(err).mean(), params, [self.x, self.y],
+        self.opt = O.build(algo, np.float32(scale) * pt.sqr(err).mean(), params,
+                           [self.x, self.y],
                            monitors=[('err', abs(err).mean())],
                            monitor_gradients=monitor_gradients)
 
     @property
     def values(self):
         return np.concatenate([self.w.get_value(), [self.b.get_value()]])
+
+    def set_values(self, values):
+        self.w.set_value(np.asarray(values[:3], 'f'))
+        self.b.set_value(np.float32(values[3]))
 
     def one_step(self, data, **kwargs):
         """Run a single full-batch update and return the parameters after it."""
@@ -50,6 +55,16 @@ class Problem(object):
         after = self.values
         it.close()
         return after
+
+    def steps(self, data, count, **kwargs):
+        """Run ``count`` full-batch updates; return the parameters after each."""
+        it = self.opt.iterate(data, batch_size=0, validate_every=1000, **kwargs)
+        result = []
+        for _ in range(count):
+            next(it)
+            result.append(self.values)
+        it.close()
+        return result
 
 
 def gradient(params, data):
@@ -107,6 +122,111 @@ def test_first_step_matches_numpy_oracle(algo):
     kwargs, delta = FIRST_STEPS[algo]
     after = p.one_step(data, learning_rate=0.01, **kwargs)
     np.testing.assert_allclose(after, -delta(g, 0.01), rtol=2e-4, atol=1e-7)
+
+
+# NumPy oracles of the update rules: (gradient, state dict, step number t, hyperparameters)
+# -> the step subtracted from the parameters. ``state`` starts as zeros.
+
+def np_sgd(g, s, t, learning_rate):
+    return learning_rate * g
+
+
+def np_nag(g, s, t, learning_rate, momentum):
+    s['vel'] = momentum ** 2 * s['vel'] - (1 + momentum) * learning_rate * g
+    return -s['vel']
+
+
+def np_rprop(g, s, t, learning_rate, rprop_increase, rprop_decrease, rprop_min_step,
+             rprop_max_step):
+    if t == 1:
+        s['step'] = np.full_like(g, learning_rate)
+    agreement = g * s['grad']
+    factor = np.where(agreement > 0, rprop_increase,
+                      np.where(agreement < 0, rprop_decrease, 1.0))
+    unclipped = s['step'] * factor
+    s['step'] = np.clip(unclipped, rprop_min_step, rprop_max_step)
+    s['flips'] += agreement < 0
+    s['limited'] += (unclipped < rprop_min_step) | (unclipped > rprop_max_step)
+    s['grad'] = np.where(agreement < 0, 0, g)
+    return np.sign(s['grad']) * s['step']
+
+
+def np_adagrad(g, s, t, learning_rate):
+    s['g2'] = s['g2'] + g * g
+    return learning_rate * g / np.sqrt(s['g2'] + 1e-8)
+
+
+def np_rmsprop(g, s, t, learning_rate, rms_halflife):
+    gamma = _gamma(rms_halflife)
+    s['g1'] = gamma * s['g1'] + (1 - gamma) * g
+    s['g2'] = gamma * s['g2'] + (1 - gamma) * g * g
+    return learning_rate * g / np.sqrt(s['g2'] - s['g1'] ** 2 + 1e-8)
+
+
+def np_adadelta(g, s, t, rms_halflife, rms_regularizer):
+    gamma = _gamma(rms_halflife)
+    s['g2'] = gamma * s['g2'] + (1 - gamma) * g * g
+    delta = g * np.sqrt(s['x2'] + rms_regularizer) / np.sqrt(s['g2'] + rms_regularizer)
+    s['x2'] = gamma * s['x2'] + (1 - gamma) * delta * delta
+    return delta
+
+
+def np_adam(g, s, t, learning_rate, beta1_halflife, beta2_halflife):
+    b1, b2 = _gamma(beta1_halflife), _gamma(beta2_halflife)
+    s['m'] = b1 * s['m'] + (1 - b1) * g
+    s['v'] = b2 * s['v'] + (1 - b2) * g * g
+    return learning_rate * (s['m'] / (1 - b1 ** t)) / (np.sqrt(s['v'] / (1 - b2 ** t)) + 1e-8)
+
+
+ORACLES = {
+    'sgd': (np_sgd, dict(learning_rate=0.05)),
+    'nag': (np_nag, dict(learning_rate=0.02, momentum=0.5)),
+    # steps grow, hit the upper limit, and shrink to the lower one after a sign flip
+    'rprop': (np_rprop, dict(learning_rate=0.5, rprop_increase=1.5, rprop_decrease=0.3,
+                             rprop_min_step=0.2, rprop_max_step=0.6)),
+    'adagrad': (np_adagrad, dict(learning_rate=0.1)),
+    'rmsprop': (np_rmsprop, dict(learning_rate=0.01, rms_halflife=3)),
+    'adadelta': (np_adadelta, dict(rms_halflife=3, rms_regularizer=1e-2)),
+    'adam': (np_adam, dict(learning_rate=0.05, beta1_halflife=2, beta2_halflife=5)),
+}
+
+
+@pytest.mark.parametrize('algo', sorted(ORACLES))
+def test_four_steps_match_numpy_oracle(algo):
+    """Four full-batch steps follow the oracle: every state variable takes part."""
+    data = make_data()
+    oracle, kwargs = ORACLES[algo]
+    params, state, expected = np.zeros(4), collections.defaultdict(lambda: np.zeros(4)), []
+    for t in range(1, 5):
+        params = params - oracle(gradient(params, data), state, t, **kwargs)
+        expected.append(params)
+    if algo == 'rprop':
+        assert state['flips'].any() and state['limited'].any()
+    got = Problem(algo).steps(data, 4, **kwargs)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def esgd_first_step(data, start, scale=1.0):
+    p = Problem('esgd', scale=scale)
+    p.set_values(start)
+    return p.one_step(data, learning_rate=0.01, rng=5) - start
+
+
+def test_esgd_steps_scale_with_the_gradient_over_the_curvature():
+    """ESGD divides by a (random) estimate of the Hessian's diagonal, not by the gradient.
+
+    On a quadratic loss the Hessian is the same everywhere, so with the same
+    random draws the first step is the gradient times one fixed vector; and
+    multiplying the loss by a constant scales the gradient and the Hessian
+    alike, leaving the step unchanged.
+    """
+    data = make_data()
+    far, near = np.zeros(4), np.array([0.9, -1.8, 0.45, 0.28])
+    g_far, g_near = gradient(far, data), gradient(near, data)
+    step_far, step_near = esgd_first_step(data, far), esgd_first_step(data, near)
+    assert np.all(np.abs(g_far) > 2 * np.abs(g_near))
+    np.testing.assert_allclose(step_far / g_far, step_near / g_near, rtol=1e-3)
+    np.testing.assert_allclose(esgd_first_step(data, far, scale=100.0), step_far, rtol=1e-3)
 
 
 def test_rprop_step_grows_while_sign_agrees():

@@ -361,7 +361,7 @@ def test_weights_save_is_atomic(tmp_path, monkeypatch):
 
 
 def test_missing_weights_file(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match='nope.npz'):
         theanets.Regressor([4, 2]).load_weights(str(tmp_path / 'nope.npz'))
 
 
@@ -397,7 +397,7 @@ def test_checkpoint_before_a_divergence_is_intact(tmp_path):
     path = str(tmp_path / 'net.pkl')
     net = theanets.Regressor([4, 2])
     seen = []
-    with pytest.raises(NonFiniteLossError):
+    with pytest.raises(NonFiniteLossError, match='diverged'):
         for _ in net.itertrain(_poisoned(after=2), [X, Y], save_every=1, save_progress=path,
                                **dict(QUICK, iteration_size=1)):
             seen.append(values(net))
@@ -412,7 +412,7 @@ def test_checkpoint_before_a_divergence_is_intact(tmp_path):
 def test_error_in_the_users_loop_restores_the_best_parameters(error):
     net = theanets.Regressor([4, 8, 2])
     seen = []
-    with pytest.raises(type(error)):
+    with pytest.raises(type(error), match=str(error) or None):
         for _ in net.itertrain([X, Y], **dict(QUICK, max_updates=10)):
             seen.append(values(net))
             if len(seen) == 3:
@@ -436,7 +436,7 @@ def test_break_out_of_the_users_loop_restores_the_best_parameters():
 
 def test_model_trains_again_after_a_divergence():
     net = theanets.Regressor([4, 2])
-    with pytest.raises(NonFiniteLossError):
+    with pytest.raises(NonFiniteLossError, match='diverged.*learning_rate=1000000'):
         net.train([X, Y], algo='sgd', learning_rate=1e6, batch_size=8)
     train, _ = net.train([X, Y], **dict(QUICK, max_updates=2))
     assert np.isfinite(train['loss'])

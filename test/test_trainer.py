@@ -47,9 +47,30 @@ def test_unknown_train_keyword_names_the_closest(algo):
         net.train([X, Y], algo=algo, min_improvment=0.1)
 
 
-def test_regularizer_and_optimizer_keywords_are_accepted():
-    net = theanets.Regressor([6, 2])
-    net.train([X, Y], hidden_l2=0.1, weight_decay=0.1, max_gradient_clip=1.0, **QUICK)
+def test_regularizer_keywords_are_part_of_the_training_loss():
+    net = theanets.Regressor([6, (4, 'tanh'), 2])
+    ff, p = net.feed_forward(X), values(net)
+    mse = ((ff['out:out'] - Y) ** 2).mean()
+    hidden_l2 = (ff['hid1:out'] ** 2).mean()
+    decay = ((p['hid1.w'] ** 2).mean() + (p['out.w'] ** 2).mean()) / 2
+    _, valid = net.train([X, Y], hidden_l2=0.5, weight_decay=2.0, max_gradient_clip=1.0,
+                         **dict(QUICK, batch_size=24, max_updates=1))
+    # the validation before the first update sees the initial parameters
+    assert valid['err'] == pytest.approx(mse, rel=1e-5)
+    assert 0.5 * hidden_l2 > 0.01 * mse and 2.0 * decay > 0.01 * mse
+    assert valid['loss'] == pytest.approx(mse + 0.5 * hidden_l2 + 2.0 * decay, rel=1e-5)
+
+
+def test_hidden_l2_changes_the_trained_parameters():
+    def train(**kwargs):
+        net = theanets.Regressor([6, (4, 'tanh'), 2], rng=3)
+        net.train([X, Y], **dict(QUICK, learning_rate=0.1, **kwargs))
+        return values(net), net.feed_forward(X)['hid1:out']
+
+    plain, plain_hidden = train()
+    shrunk, shrunk_hidden = train(hidden_l2=1.0)
+    assert not np.allclose(shrunk['hid1.w'], plain['hid1.w'])
+    assert (shrunk_hidden ** 2).mean() < (plain_hidden ** 2).mean()
 
 
 def test_algorithm_keyword_is_deprecated():

@@ -53,7 +53,7 @@ class TestRegistry:
             theanets.Layer.get_class('fedforward')
 
     def test_non_string_key(self):
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match='expected a layer name, got 3'):
             theanets.Layer.get_class(3)
         assert theanets.Layer.get_class(theanets.layers.Tied) is theanets.layers.Tied
 

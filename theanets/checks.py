@@ -267,7 +267,7 @@ def dataset(net, arrays, allow_nonfinite=False):
         raise util.ConfigurationError(
             '{} trains on {} array(s) {} but got {}; give them in that order'.format(
                 type(net).__name__, len(variables), names, len(arrays)))
-    _check_reconstructions(net)
+    _check_losses(net)
     n_inputs = len(net.inputs)
     result = inputs(net, arrays[:n_inputs], allow_nonfinite)
     leads = [a.ndim - 1 for a in result]
@@ -285,22 +285,52 @@ def dataset(net, arrays, allow_nonfinite=False):
     return result
 
 
-def _check_reconstructions(net):
-    """Check that losses comparing an output with an input (autoencoders) get equal sizes."""
+def _check_losses(net):
+    """Check that every loss reads outputs that exist and fit its target.
+
+    An output compared with float targets needs as many dimensions as the
+    target; one compared with class labels needs one more (the class scores).
+    A loss that reconstructs an input (autoencoders) needs the input's size.
+    """
     shapes = {}
     for layer in net.layers:
         shapes.update(layer.output_shapes())
+    model = type(net).__name__
     for loss in net.losses:
         target = loss.variables[0]
+        for name in loss.output_names():
+            if name not in shapes:
+                raise util.unknown_name(
+                    'output', name, shapes, where='{}: the {} loss reads an output'.format(
+                        model, type(loss).__name__))
+            _check_loss_output(model, loss, target, name, shapes[name])
         for layer in _input_layers(net):
-            if layer.input is not target or loss.output_name not in shapes:
-                continue
-            have, want = shapes[loss.output_name][-1], layer.output_shape[-1]
-            if None not in (have, want) and have != want:
-                raise util.ConfigurationError(
-                    '{} reproduces input {!r} ({} values) from output {!r}, which has {}; '
-                    'give the last layer {} units'.format(
-                        type(net).__name__, layer.name, want, loss.output_name, have, want))
+            if layer.input is target and loss.output_name in shapes:
+                _check_reconstruction(model, layer, loss.output_name, shapes[loss.output_name])
+
+
+def _check_loss_output(model, loss, target, name, shape):
+    labels = target.dtype.startswith('int')
+    want = target.ndim + labels
+    if 1 + len(shape) == want:
+        return
+    raise util.ConfigurationError(
+        '{}: the {} loss compares {}-D {} {!r} with output {!r}, which must then be {}-D{}, '
+        'but is {}-D of shape {}; add a "flatten" layer before the output layer, or give '
+        'the loss a target of {} dimensions, e.g. net.set_loss({!r}, target={})'.format(
+            model, type(loss).__name__, target.ndim, 'class labels' if labels else 'target',
+            target.name, name, want,
+            ' (the axes of the labels plus one of class scores)' if labels else ' too',
+            1 + len(shape), _fmt((None, ) + tuple(shape)), len(shape) + 1 - labels,
+            type(loss).__name__.lower(), len(shape) + 1 - labels))
+
+
+def _check_reconstruction(model, layer, name, shape):
+    have, want = shape[-1], layer.output_shape[-1]
+    if None not in (have, want) and have != want:
+        raise util.ConfigurationError(
+            '{} reproduces input {!r} ({} values) from output {!r}, which has {}; '
+            'give the last layer {} units'.format(model, layer.name, want, name, have, want))
 
 
 _AXIS_NAMES = {0: 'examples', 1: 'time steps'}

@@ -41,12 +41,16 @@ def _spec_from_int(spec):
     return None, dict(size=int(spec))
 
 
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _spec_from_sequence(spec):
-    if all(isinstance(s, (int, np.integer)) for s in spec):
+    if all(_is_int(s) for s in spec):
         return None, dict(shape=tuple(int(s) for s in spec))
     form, kwargs = None, {}
     for item in spec:
-        if isinstance(item, (int, np.integer)):
+        if _is_int(item):
             if 'size' in kwargs:
                 raise util.ConfigurationError(
                     'layer spec {!r} gives two sizes ({} and {}); give one'.format(
@@ -99,7 +103,7 @@ def parse_spec(spec):
     ConfigurationError
         For specs that name two sizes, an unknown form, or cannot be read.
     """
-    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+    if _is_int(spec):
         return _spec_from_int(spec)
     if isinstance(spec, (tuple, list)):
         return _spec_from_sequence(spec)
@@ -243,6 +247,11 @@ class Network(object):
             merged.setdefault('activation',
                               self.DEFAULT_OUTPUT_ACTIVATION if is_output else 'relu')
         if issubclass(cls, layers_module.Input):
+            if is_output:
+                raise util.ConfigurationError(
+                    'layer spec {!r}: the output layer of {} cannot be an input layer, which '
+                    'reads data and computes nothing; end layers=[...] with a layer that '
+                    'computes the output, e.g. (2, "linear")'.format(layer, type(self).__name__))
             self._input_defaults(merged)
         else:
             self._hidden_defaults(form, merged)

@@ -94,6 +94,10 @@ class Loss(util.Registrar):
             result.append(self._weights)
         return result
 
+    def output_names(self):
+        """Names of the graph outputs this loss compares with its target."""
+        return [self.output_name]
+
     def share_variables(self, others):
         """Reuse the target and weights variables of earlier losses of the same type."""
         for other in others:
@@ -162,6 +166,9 @@ class GaussianLogLikelihood(Loss):
         self.mean_name = mean_name if ':' in mean_name else mean_name + ':out'
         self.covar_name = covar_name if ':' in covar_name else covar_name + ':out'
         self.covar_eps = covar_eps
+
+    def output_names(self):
+        return [self.mean_name, self.covar_name]
 
     def __call__(self, outputs):
         mean = outputs[self.mean_name]

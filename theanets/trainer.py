@@ -203,6 +203,12 @@ class DownhillTrainer(object):
 
     def _optimizer(self, kwargs):
         net = self.network
+        if not net.params:
+            raise util.ConfigurationError(
+                '{} has no parameters to train: none of its layers {} has weights; add one '
+                'that does, e.g. (2, "tanh")'.format(type(net).__name__, ', '.join(
+                    '{!r} ({})'.format(layer.name, type(layer).__name__)
+                    for layer in net.layers)))
         graph_kwargs = _graph_kwargs(kwargs)
         regs = regularizers.from_kwargs(net, **graph_kwargs)
         gradients = bool(kwargs.get('monitor_gradients'))

@@ -114,6 +114,24 @@ def positive_int(value, what, layer):
     return int(value)
 
 
+def _checked_shape(shape, layer):
+    """Return ``shape`` as a tuple, or raise naming the layer if it holds anything but ints > 0.
+
+    None stands for an axis whose length varies (e.g. time).
+    """
+    if not isinstance(shape, (tuple, list)):
+        raise util.ConfigurationError(
+            'layer {!r}: shape must be a tuple of positive integers such as (4, ) or '
+            '(28, 28, 1), got {!r}{}'.format(
+                layer, shape, '; for a number of units give size={}'.format(shape)
+                if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool) else ''))
+    if any(s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))
+                              or s <= 0) for s in shape):
+        raise util.ConfigurationError(
+            'layer {!r}: shape must hold positive integers, got {!r}'.format(layer, shape))
+    return tuple(None if s is None else int(s) for s in shape)
+
+
 class Layer(util.Registrar):
     """Base class for network layers.
 
@@ -170,8 +188,14 @@ class Layer(util.Registrar):
     #: True for layers whose recurrent matrices the generic ``radius`` rescales.
     TAKES_RADIUS = False
 
+    _abstract = True  # see is_abstract; Layer itself is a base class
+
     def __new__(cls, *args, **kwargs):
         self = super().__new__(cls, *args, **kwargs)
+        if cls.is_abstract():
+            raise util.ConfigurationError(
+                '{}: {} is a base class that computes nothing; use one of its forms: {}'.format(
+                    cls.kwargs_owner(kwargs), cls.__name__, ', '.join(cls.concrete_forms())))
         given = _given_arguments(cls, args, kwargs)
         given.pop('name', None)
         self.kwargs = given
@@ -187,13 +211,7 @@ class Layer(util.Registrar):
         for key, value in kwargs.items():  # options a subclass passes on count as given
             self.kwargs.setdefault(key, value)
         self.size = None if size is None else positive_int(size, 'size', self.name)
-        self.shape = None if shape is None else tuple(shape)
-        if self.shape is not None and any(
-                s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))
-                                   or s <= 0) for s in self.shape):
-            raise util.ConfigurationError(
-                'layer {!r}: shape must hold positive integers, got {!r}'.format(
-                    self.name, shape))
+        self.shape = None if shape is None else _checked_shape(shape, self.name)
         self.activation = self._checked_activation(activation)
         self.rng = util.as_rng(rng if rng is not None else nrng)
         self.inputs = inputs
@@ -202,6 +220,26 @@ class Layer(util.Registrar):
         self._input_shapes = collections.OrderedDict()
         self._output_shape = None
         self.activate = None
+
+    def __init_subclass__(cls, abstract=False, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._abstract = abstract
+
+    @classmethod
+    def is_abstract(cls):
+        """True for a base class, which computes nothing and exists to be subclassed.
+
+        A class says so with ``class Recurrent(Layer, abstract=True)``; its
+        subclasses are concrete unless they say so too. Building an abstract
+        layer raises a ConfigurationError listing its concrete forms.
+        """
+        return cls._abstract
+
+    @classmethod
+    def concrete_forms(cls):
+        """Return the registered names of the concrete subclasses of this class."""
+        return sorted(key for key, c in cls._registry.classes.items()
+                      if issubclass(c, cls) and not c.is_abstract())
 
     @classmethod
     def valid_kwargs(cls, kwargs):
@@ -771,14 +809,30 @@ class Reshape(Layer):
         if self.shape is None:
             raise util.ConfigurationError(
                 'reshape layer {!r} needs shape=(...) for one example'.format(self.name))
-        have = self.input_shape
-        want = self.shape
-        if None not in have and None not in want and np.prod(have) != np.prod(want):
-            raise util.ConfigurationError(
-                'layer {!r}: cannot reshape input {} ({} values) to {} ({} values)'.format(
-                    self.name, _fmt_shape(have), int(np.prod(have)), _fmt_shape(want),
-                    int(np.prod(want))))
-        self._output_shape = tuple(want)
+        problem = self._reshape_problem(self.input_shape, self.shape)
+        if problem:
+            raise util.ConfigurationError('layer {!r}: cannot reshape input {} to {}: {}'.format(
+                self.name, _fmt_shape(self.input_shape), _fmt_shape(self.shape), problem))
+        self._output_shape = tuple(self.shape)
+
+    @staticmethod
+    def _reshape_problem(have, want):
+        """Why examples of shape ``have`` cannot always become ``want`` (None: they can)."""
+        known_have = int(np.prod([s for s in have if s is not None]))
+        known_want = int(np.prod([s for s in want if s is not None]))
+        if want.count(None) > 1:
+            return 'shape= may leave one axis as None (its length is inferred), not {}'.format(
+                want.count(None))
+        if None in want:
+            if known_have % known_want:
+                return ('the input\'s known axes hold {} values, not a multiple of the {} of '
+                        'the known axes of shape='.format(known_have, known_want))
+        elif None in have:
+            return ('the input has an axis of varying length, so its number of values varies; '
+                    'write None in shape= for the axis that varies')
+        elif known_have != known_want:
+            return '{} values do not fit in {}'.format(known_have, known_want)
+        return None
 
     def transform(self, inputs):
         shape = [inputs.shape[0]] + [-1 if s is None else s for s in self.shape]

@@ -63,7 +63,7 @@ def _spatial_output(layer, spatial, what):
     return positions + (shape[-1], )
 
 
-class Convolution(Layer):
+class Convolution(Layer, abstract=True):
     """Base class of convolution layers over ``NDIM`` spatial axes.
 
     Parameters
@@ -155,7 +155,7 @@ class Conv2(Convolution):
         return conv.conv2d(x, w, stride=self.stride, border_mode=self.border_mode)
 
 
-class Pooling(Layer):
+class Pooling(Layer, abstract=True):
     """Base class of pooling layers: max or mean over windows, channels unchanged.
 
     Parameters

@@ -109,6 +109,13 @@ class Tied(Layer):
                 'tied layer {!r}: partner {!r} has inputs {}; a tied layer needs a partner with '
                 'one input'.format(self.name, self.partner.name,
                                    list(self.partner._input_shapes)))
+        weights = {p.name.split('.', 1)[-1]: p for p in self.partner.params}.get('w')
+        want = (self.partner.input_shape[-1], self.partner.output_size)
+        if weights is None or weights.get_value(borrow=True).shape != want:
+            raise util.ConfigurationError(
+                'tied layer {!r}: partner {!r} ({}) has no weight matrix \'w\' of shape {} (its '
+                'input size by its size) to share; tie it to a feedforward layer'.format(
+                    self.name, self.partner.name, type(self.partner).__name__, want))
 
     def resolve_outputs(self):
         self._output_shape = self.input_shape[:-1] + (self.partner.input_shape[-1], )

@@ -59,7 +59,7 @@ def _direction_is_backward(direction, name):
             name, direction))
 
 
-class Recurrent(Layer):
+class Recurrent(Layer, abstract=True):
     """Base class of recurrent layers.
 
     Subclasses create parameters in :meth:`setup` and compute their outputs
