@@ -61,19 +61,27 @@ def test_two_devices_train_and_predict_as_one(model):
 def test_sharded_inputs_are_split_by_batch():
     env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
                JAX_PLATFORMS='cpu')
-    script = ('import numpy as np, jax, pytensor, pytensor.tensor as pt, theanets\n'
+    script = ('import logging, numpy as np, jax, pytensor, pytensor.tensor as pt, theanets\n'
+              'logging.basicConfig(level=logging.WARNING)\n'
               'from theanets.devices import ShardedFunction\n'
               'x = pt.matrix("x")\n'
               'f = pytensor.function([x], 2 * x, mode="JAX")\n'
               'g = ShardedFunction(f, tuple(jax.devices()))\n'
               'placed = g._place(np.ones((4, 3)), "float64")\n'
               'odd = g._place(np.ones((3, 3)), "float64")\n'
+              'g._place(np.ones((3, 3)), "float64")\n'
+              '# a mode given as an object: networks still key their functions by the devices\n'
+              'theanets.backend.set_mode(pytensor.compile.mode.get_mode("JAX"))\n'
+              'theanets.devices.set_data_parallel(2)\n'
               'print(len(jax.devices()), placed.sharding.is_fully_replicated,\n'
-              '      odd.sharding.is_fully_replicated, float(g(np.ones((4, 3)))[0, 0]))\n')
+              '      odd.sharding.is_fully_replicated, float(g(np.ones((4, 3)))[0, 0]),\n'
+              '      len(theanets.backend.mode_key()[2]))\n')
     done = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ['2', 'False', 'True', '2.0']
+    assert done.stdout.split() == ['2', 'False', 'True', '2.0', '2']
+    # the batch of 3 that could not be split is reported, once
+    assert done.stderr.count('a batch of 3 does not divide among 2 devices') == 1
 
 
 def test_more_devices_than_exist_is_refused():

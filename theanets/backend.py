@@ -198,7 +198,7 @@ def mode_key():
     """
     mode = _MODE if isinstance(_MODE, str) else ('mode', id(_MODE))
     return (mode, _QUICK_START[0] if quick_start_applies() else None,
-            devices.get_data_parallel() if _sharded(mode) else None)
+            devices.get_data_parallel() if _sharded(_MODE) else None)
 
 
 def _sharded(mode):

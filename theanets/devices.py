@@ -13,14 +13,18 @@ float sums.
 
 An array whose leading (batch) axis does not divide among the devices, e.g.
 the last, shorter mini-batch or a prediction on an odd number of examples, is
-replicated instead: every device computes all of it (correct, not faster).
+replicated instead: every device computes all of it (correct, not faster),
+and a warning says so once per function and batch length.
 """
+
+import logging
 
 import numpy as np
 
 __all__ = ['set_data_parallel', 'get_data_parallel', 'ShardedFunction']
 
 _DEVICES = [None]
+log = logging.getLogger(__name__)
 
 
 def set_data_parallel(devices=None):
@@ -89,12 +93,19 @@ class ShardedFunction(object):
         self._put = jax.device_put
         self._dtypes = [i.variable.type.dtype for i in function.maker.inputs
                         if not i.implicit]
+        self._warned = set()
         # the arrays are placed here; PyTensor's input checks would copy them back
         function.trust_input = True
 
     def _place(self, value, dtype):
         array = np.asarray(value, dtype=dtype)
         split = array.ndim > 0 and array.shape[0] % len(self.devices) == 0
+        if not split and array.ndim > 0 and array.shape[0] not in self._warned:
+            self._warned.add(array.shape[0])
+            log.warning('%s: a batch of %d does not divide among %d devices; every device '
+                        'computes all of it (choose a multiple of %d to split it)',
+                        self.function.name or 'function', array.shape[0], len(self.devices),
+                        len(self.devices))
         return self._put(array, self._split if split else self._copy)
 
     def __call__(self, *args):
