@@ -126,7 +126,7 @@ def warn_once(key, message, *args):
 class CSourceOp(COp):
     """A PyTensor op whose C implementation lives in ``theanets/ops/c/``.
 
-    Subclasses list their files in :attr:`C_SOURCES` and write ``c_code`` as a
+    Subclasses list their files in :attr:`C_SOURCES` and write :meth:`c_call` as a
     call to a function defined there; ``perform`` is the NumPy reference.
 
     Attributes
@@ -144,6 +144,28 @@ class CSourceOp(COp):
 
     def c_support_code(self, **kwargs):
         return '\n'.join(c_source(name) for name in (HEADER,) + tuple(self.C_SOURCES))
+
+    def c_call(self, node, inputs, outputs, sub):
+        """A C expression that computes the outputs, nonzero (a Python error set) on failure."""
+        raise NotImplementedError
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        """:meth:`c_call`, writing into the node's last outputs again once nobody else holds
+        them (``thn_reuse_output`` in c/theanets.h: fresh arrays of a few MB page-fault)."""
+        keep = ['thn_keep_{}[{}]'.format(name, k) for k in range(len(outputs))]
+        return ''.join(['thn_reuse_output(&{}, {});\n'.format(*a) for a in zip(outputs, keep)] + [
+            'if ({}) {{ {} }}\n'.format(self.c_call(node, inputs, outputs, sub), sub['fail'])] + [
+            'thn_keep_output(&{}, {});\n'.format(*a) for a in zip(keep, outputs)])
+
+    def c_support_code_struct(self, node, name):
+        return 'PyArrayObject* thn_keep_{}[{}];\n'.format(name, len(node.outputs))
+
+    def c_init_code_struct(self, node, name, sub):
+        return 'memset(thn_keep_{0}, 0, sizeof thn_keep_{0});\n'.format(name)
+
+    def c_cleanup_code_struct(self, node, name):
+        return 'for (int k = 0; k < {}; ++k) Py_CLEAR(thn_keep_{}[k]);\n'.format(
+            len(node.outputs), name)
 
     def c_code_cache_version(self):
         return _digest(type(self).__module__, tuple(self.C_SOURCES))

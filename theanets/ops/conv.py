@@ -258,28 +258,7 @@ def _float_inputs(op, names, tensors, ndim=4):
     return [t if t.dtype == dtype else pt.cast(t, dtype) for t in tensors]
 
 
-class _KeepsOutput(CSourceOp):
-    """An op whose node keeps its last output and writes into it again when nobody else
-    holds it (see ``thn_reuse_output`` in c/theanets.h: saves page faults)."""
-
-    def c_support_code_struct(self, node, name):
-        return 'PyArrayObject* thn_keep_{};\n'.format(name)
-
-    def c_init_code_struct(self, node, name, sub):
-        return 'thn_keep_{} = NULL;\n'.format(name)
-
-    def c_cleanup_code_struct(self, node, name):
-        return 'Py_XDECREF(thn_keep_{0});\nthn_keep_{0} = NULL;\n'.format(name)
-
-    def _c_call(self, name, out, call, sub):
-        """C code running ``call`` (a C call writing ``*out``, nonzero on failure)."""
-        return ('thn_reuse_output(&{out}, thn_keep_{name});\n'
-                'if ({call}) {{ {fail} }}\n'
-                'thn_keep_output(&thn_keep_{name}, {out});\n').format(
-                    out=out, name=name, call=call, fail=sub['fail'])
-
-
-class _Conv(_KeepsOutput):
+class _Conv(CSourceOp):
     """What the three convolution ops share: settings, input checks, the C call.
 
     Parameters
@@ -331,12 +310,11 @@ class _Conv(_KeepsOutput):
                          self._out_shape(x.shape, w.shape))
         outputs[0][0] = self.REFERENCE(*inputs, self.stride, self.border_mode)
 
-    def c_code(self, node, name, inputs, outputs, sub):
+    def c_call(self, node, inputs, outputs, sub):
         dout = inputs[2] if len(inputs) > 2 else 'NULL'
-        call = 'thn_conv({which}, {x}, {w}, {dout}, &{res}, {p}->border, {p}->sw, {p}->sh, ' \
+        return 'thn_conv({which}, {x}, {w}, {dout}, &{res}, {p}->border, {p}->sw, {p}->sh, ' \
                '"{op}")'.format(which=self.WHICH, x=inputs[0], w=inputs[1], dout=dout,
                                 res=outputs[0], p=sub['params'], op=type(self).__name__)
-        return self._c_call(name, outputs[0], call, sub)
 
 
 class ConvOp(_Conv):
@@ -394,7 +372,7 @@ class ConvGradWeightsOp(_ConvGrad):
     REFERENCE = staticmethod(np_conv2d_grad_weights)
 
 
-class _Pool(_KeepsOutput):
+class _Pool(CSourceOp):
     """What the pooling ops share.
 
     Parameters
@@ -425,17 +403,18 @@ class _Pool(_KeepsOutput):
         return ((shape[0],) + pool_output_shape(shape[1:3], self.pool_size, self.stride)
                 + (shape[3],))
 
-    def _c_pool(self, which, name, inputs, outputs, sub):
+    def c_call(self, node, inputs, outputs, sub):
         x, out, arg = (list(inputs) + ['NULL', 'NULL'])[:3]
-        call = 'thn_pool({which}, {p}->mode, {x}, {out}, {arg}, &{res}, {p}->pw, {p}->ph, ' \
-               '{p}->sw, {p}->sh, "{op}")'.format(which=which, p=sub['params'], x=x, out=out,
-                                                 arg=arg, res=outputs[0],
+        return 'thn_pool({which}, {p}->mode, {x}, {out}, {arg}, &{res}, {p}->pw, {p}->ph, ' \
+               '{p}->sw, {p}->sh, "{op}")'.format(which=self.WHICH, p=sub['params'], x=x,
+                                                 out=out, arg=arg, res=outputs[0],
                                                  op=type(self).__name__)
-        return self._c_call(name, outputs[0], call, sub)
 
 
 class PoolOp(_Pool):
     """Max or mean pooling of ``x`` (B, W, H, C) to (B, W', H', C)."""
+
+    WHICH = 0  # enum thn_pool_which
 
     def make_node(self, x):
         (x,) = _float_inputs('PoolOp', ['x (B, W, H, C)'], [x])
@@ -444,8 +423,6 @@ class PoolOp(_Pool):
     def perform(self, node, inputs, outputs, params=None):
         outputs[0][0] = np_pool2d(inputs[0], self.pool_size, self.stride, self.mode)
 
-    def c_code(self, node, name, inputs, outputs, sub):
-        return self._c_pool(0, name, inputs, outputs, sub)
 
     def pullback(self, inputs, outputs, output_grads):
         gz = pt.cast(output_grads[0], inputs[0].dtype)
@@ -485,8 +462,9 @@ class PoolGradOp(_Pool):
             _check_shape('PoolGradOp', 'the output gradient', g, out.shape)
             outputs[0][0] = np_pool2d_scatter(x, out, g, *self._props()[:3])
 
-    def c_code(self, node, name, inputs, outputs, sub):
-        return self._c_pool(2 if self.transposed else 1, name, inputs, outputs, sub)
+    @property
+    def WHICH(self):  # enum thn_pool_which
+        return 2 if self.transposed else 1
 
     def pullback(self, inputs, outputs, output_grads):
         # linear in its last input; the max's mask is piecewise constant in x and out

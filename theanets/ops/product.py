@@ -45,9 +45,9 @@ class _ProductOp(CSourceOp):
     def c_compile_args(self, **kwargs):
         return super().c_compile_args(**kwargs) + ['-pthread']
 
-    def c_code(self, node, name, inputs, outputs, sub):
-        return 'if ({}({}, {}, &{}, {}->threads)) {}'.format(
-            self.C_FUNCTION, *inputs, outputs[0], sub['params'], sub['fail'])
+    def c_call(self, node, inputs, outputs, sub):
+        return '{}({}, {}, &{}, {}->threads)'.format(self.C_FUNCTION, *inputs, outputs[0],
+                                                     sub['params'])
 
 
 class DotLastOp(_ProductOp):

@@ -368,6 +368,39 @@ def _slots(layout, values):
     return [None if e is None else next(given) for e in _entries(layout, True)]
 
 
+_C_DIMS = {'T': 'THN_T', 'B': 'THN_B', 'b': 'THN_B1', 'F': 'THN_F', 'K': 'THN_K'}
+
+
+def _c_layouts(layout, inputs=None):
+    """C initializers of the ``thn_layout`` of each array of ``layout`` (c/recurrent.c);
+    an output "=name" is shaped like input ``name`` of the layout ``inputs``."""
+    items = []
+    for item in layout.split():
+        name, _, dims = item.partition(':')
+        dims = dims.split(',') if dims else []
+        like = -1
+        if dims and dims[0].startswith('='):
+            like = [i.lstrip('~-').split(':')[0] for i in inputs.split()].index(dims[0][1:])
+            dims = inputs.split()[like].split(':')[1].split(',')
+        codes = [_C_DIMS.get(d) or str(int(d[:-1] or 1)) for d in dims] + ['0'] * (3 - len(dims))
+        items.append('{{"{}", {}, {}, {}, {}, {{{}}}}}'.format(
+            name.strip('~?-'), 0 if name.startswith('-') else len(dims),
+            str(name.startswith('~')).lower(), str(name.endswith('?')).lower(), like,
+            ', '.join(codes)))
+    return ', '.join(items)
+
+
+def _c_bind(layout):
+    """``{input, axis}`` pairs of ``layout`` giving T, B, F and n ({-1, -1} if none)."""
+    found = {}
+    for k, item in enumerate(layout.split()):
+        name, _, dims = item.partition(':')
+        for axis, token in enumerate(dims.split(',') if dims else []):
+            if not name.startswith('-') and not name.endswith('?'):
+                found.setdefault(token, (k, axis))
+    return ', '.join('{{{}, {}}}'.format(*found.get(t, (-1, -1))) for t in 'TBFn')
+
+
 def _dim(token, env):
     """Size of one layout token given the bound sizes ``env`` (None when unknown)."""
     if token in env or token == 'b':
@@ -491,20 +524,21 @@ class _RecurrentBase(CSourceOp):
         for storage, value in zip(outputs, self.compute(np, _numpy_scan, inputs)):
             storage[0] = np.asarray(value, dtype)
 
-    def c_code(self, node, name, inputs, outputs, sub):
-        def slots(layout, names, prefix=''):
-            return ', '.join('NULL' if s is None else prefix + s for s in _slots(layout, names))
+    def c_call(self, node, inputs, outputs, sub):
         layout_in, layout_out = self._layouts()
         kernel = _CELLS[self.cell].kernels[self.BACKWARD].format(
             T='float' if node.outputs[0].dtype == 'float32' else 'double')
-        return """{
-    PyArrayObject* thn_in[] = {%s};
-    PyArrayObject** thn_out[] = {%s};
-    if (thn_recurrent("%s", %s, "%s", "%s", %s->act, %s->bptt, %s->keep, %s->threads,
-                      thn_in, thn_out))
-        %s
-}""" % (slots(layout_in, inputs), slots(layout_out, outputs, '&'), self.label, kernel,
-        layout_in, layout_out, *[sub['params']] * 4, sub['fail'])
+        call = '{{"{}", {}, std::vector<thn_layout>{{{}}}.data(), ' \
+               'std::vector<thn_layout>{{{}}}.data(), {}, {}, {{{}}}, {p}->act, {p}->bptt, ' \
+               '{p}->keep, {p}->threads}}'.format(
+                   self.label, kernel, _c_layouts(layout_in), _c_layouts(layout_out, layout_in),
+                   len(layout_in.split()), len(layout_out.split()), _c_bind(layout_in),
+                   p=sub['params'])
+        return 'thn_recurrent({}, std::vector<PyArrayObject*>{{{}}}.data(), ' \
+               'std::vector<PyArrayObject**>{{{}}}.data())'.format(
+                   call, ', '.join('NULL' if x is None else x for x in _slots(layout_in, inputs)),
+                   ', '.join('NULL' if x is None else '&' + x
+                             for x in _slots(layout_out, outputs)))
 
 
 class RecurrentOp(_RecurrentBase):

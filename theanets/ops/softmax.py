@@ -63,8 +63,8 @@ class SoftmaxOp(CSourceOp):
     def perform(self, node, inputs, outputs):
         outputs[0][0] = np_softmax(inputs[0])
 
-    def c_code(self, node, name, inputs, outputs, sub):
-        return 'if (thn_softmax({}, &{})) {}'.format(inputs[0], outputs[0], sub['fail'])
+    def c_call(self, node, inputs, outputs, sub):
+        return 'thn_softmax({}, &{})'.format(inputs[0], outputs[0])
 
     def pullback(self, inputs, outputs, output_grads):
         return [SoftmaxGradOp()(output_grads[0], outputs[0])]
@@ -89,9 +89,8 @@ class SoftmaxGradOp(CSourceOp):
     def perform(self, node, inputs, outputs):
         outputs[0][0] = np_softmax_grad(*inputs)
 
-    def c_code(self, node, name, inputs, outputs, sub):
-        return 'if (thn_softmax_grad({}, {}, &{})) {}'.format(
-            inputs[0], inputs[1], outputs[0], sub['fail'])
+    def c_call(self, node, inputs, outputs, sub):
+        return 'thn_softmax_grad({}, {}, &{})'.format(inputs[0], inputs[1], outputs[0])
 
     def pullback(self, inputs, outputs, output_grads):
         # dx = y (dy - s), s = <dy, y>; with g the gradient at dx and gy = <g, y>:

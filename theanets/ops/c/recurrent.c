@@ -2,9 +2,8 @@
  * forward and backward.
  *
  * theanets/ops/recurrent.py documents the equations and owns the array
- * layouts: each op passes its arrays with a layout string such as
- * "~xproj:T,B,4n hh:n,4n h0:b,n" (see "entry point" below). Every kernel takes
- * one thn_rec_args struct. The input projections (x . W + b of every step) are
+ * layouts, such as "~xproj:T,B,4n hh:n,4n h0:b,n" (see "entry point" below).
+ * Every kernel takes one thn_rec_args struct. The input projections (x . W + b of every step) are
  * one product outside the ops, read here through strides.
  *
  * Per step, a loop multiplies a few batch rows by the recurrent weights and
@@ -711,104 +710,48 @@ static int thn_mrnn_backward(const thn_rec_args& a) {
 }
 
 /* ---- entry point ------------------------------------------------------------------------
- * A layout string lists an op's arrays in order, separated by spaces, each as
- * "name:dims", e.g. "~xproj:T,B,4n hh:n,4n h0:b,n gh?:T,B,n dh0:=h0". A dim is
- * T (steps), B (batch), F (factors), b (B, or 1: one initial state for the
- * whole batch), K (T when the op keeps its cache for every step, else 1) or kn
- * (k times the number of units n). A leading "~" lets the kernel read the array
- * through strides, a trailing "?" accepts an empty array for "no gradient", and
- * "=name" gives an output the shape of input `name`. "-name" is a slot without
- * an array (NULL in the kernel's arguments). T, B, F and n are read from the first
- * array that has them as a plain dim. */
+ * ops/recurrent.py describes each array of an op with a thn_layout, made from the
+ * op's layout string (e.g. "~xproj:T,B,4n hh:n,4n h0:b,n"), and says which input
+ * axes give the sizes T, B, F and n. thn_recurrent checks the inputs, makes the
+ * outputs and runs the kernel. */
 
-struct thn_dims {
-    npy_intp T, B, F, n, K;
-};
+enum { THN_T = -1, THN_B = -2, THN_B1 = -3, THN_F = -4, THN_K = -5 };  /* k > 0: k n */
 
-struct thn_entry {
+struct thn_layout {
     const char* name;
-    int name_len, nd;
-    bool strided, optional, slot_only;
-    const char* dims[3];
-    int lens[3];
+    int nd;         /* axes; 0: a slot without array (NULL in the kernel's arguments) */
+    bool strided;   /* read through strides (else a C-contiguous copy if need be) */
+    bool optional;  /* an empty array stands for "no gradient": zeros */
+    int like;       /* output: shaped like input `like`; else -1 */
+    int dims[3];    /* THN_T...; THN_B1: B or 1 (one row for the whole batch); K: T or 1 */
 };
 
-/* Parse the entry at *p into e and advance *p; false at the end of the string. */
-static bool thn_next_entry(const char** p, thn_entry* e) {
-    const char* s = *p;
-    while (*s == ' ') ++s;
-    if (!*s) return false;
-    memset(e, 0, sizeof *e);
-    e->strided = *s == '~';
-    s += e->strided;
-    e->name = s;
-    while (*s && *s != ':' && *s != '?' && *s != ' ') ++s;
-    e->name_len = (int)(s - e->name);
-    e->slot_only = e->name[0] == '-';
-    e->optional = *s == '?';
-    s += e->optional;
-    s += *s == ':';
-    while (*s && *s != ' ') {
-        const char* start = s;
-        while (*s && *s != ',' && *s != ' ') ++s;
-        if (e->nd < 3) {
-            e->dims[e->nd] = start;
-            e->lens[e->nd++] = (int)(s - start);
-        }
-        s += *s == ',';
+struct thn_sizes {
+    npy_intp T, B, F, n, K;
+    npy_intp operator()(int d) const {
+        return d == THN_T ? T : d == THN_B || d == THN_B1 ? B : d == THN_F ? F
+               : d == THN_K ? K : d * n;
     }
-    *p = s;
-    return true;
-}
+};
 
-/* the variable a one-letter dim names, or NULL */
-static npy_intp* thn_symbol(thn_dims* d, const char* tok, int len) {
-    if (len != 1) return NULL;
-    switch (tok[0]) {
-        case 'T': return &d->T;
-        case 'B': case 'b': return &d->B;
-        case 'F': return &d->F;
-        case 'K': return &d->K;
-        case 'n': return &d->n;
-        default: return NULL;
-    }
-}
-
-static npy_intp thn_dim(thn_dims* d, const char* tok, int len) {
-    npy_intp* v = thn_symbol(d, tok, len);
-    return v ? *v : (npy_intp)atoi(tok) * d->n;
-}
-
-/* Bind T, B, F and n from array x of entry e (bind), or check x against e. */
-static bool thn_fits(PyArrayObject* x, const thn_entry& e, thn_dims* d, bool bind) {
-    if (PyArray_NDIM(x) != e.nd) return false;
+/* 0 if x has the shape layout e asks for, else -1 with "expected (4, 5) or (1, 5)" */
+static int thn_check(const char* op, const thn_layout& e, const thn_sizes& s, PyArrayObject* x) {
+    npy_intp want[3], one[3];
+    bool fits = PyArray_NDIM(x) == e.nd, shared = false;
     for (int k = 0; k < e.nd; ++k) {
-        const npy_intp size = PyArray_DIMS(x)[k];
-        npy_intp* v = thn_symbol(d, e.dims[k], e.lens[k]);
-        const bool plain = v && e.dims[k][0] != 'b' && e.dims[k][0] != 'K';
-        if (bind && plain && *v < 0) *v = size;
-        if (!bind && size != thn_dim(d, e.dims[k], e.lens[k]) && !(e.dims[k][0] == 'b' && size == 1))
-            return false;
+        want[k] = one[k] = s(e.dims[k]);
+        if (e.dims[k] == THN_B1) one[k] = 1, shared = true;
+        fits = fits && (PyArray_DIMS(x)[k] == want[k] || PyArray_DIMS(x)[k] == one[k]);
     }
-    return true;
-}
-
-/* "expected (4, 5) or (1, 5)" for entry e */
-static int thn_layout_error(const char* op, const thn_entry& e, thn_dims* d, PyArrayObject* x) {
-    npy_intp dims[3];
-    char want[128], name[32];
-    bool shared = false;
-    for (int k = 0; k < e.nd; ++k) dims[k] = thn_dim(d, e.dims[k], e.lens[k]);
-    thn_format_shape(want, sizeof want, e.nd, dims);
-    for (int k = 0; k < e.nd; ++k)
-        if (e.dims[k][0] == 'b') dims[k] = 1, shared = true;
+    if (fits) return 0;
+    char text[128];
+    thn_format_shape(text, sizeof text, e.nd, want);
     if (shared) {
-        size_t used = strlen(want);
-        used += snprintf(want + used, sizeof want - used, " or ");
-        thn_format_shape(want + used, sizeof want - used, e.nd, dims);
+        size_t used = strlen(text);
+        used += snprintf(text + used, sizeof text - used, " or ");
+        thn_format_shape(text + used, sizeof text - used, e.nd, one);
     }
-    snprintf(name, sizeof name, "%.*s", e.name_len, e.name);
-    return thn_shape_error(op, name, x, want);
+    return thn_shape_error(op, e.name, x, text);
 }
 
 /* A reference to `x` or to a copy of it that the kernels can read. */
@@ -829,80 +772,70 @@ static PyArrayObject* thn_readable(PyArrayObject* x, bool strided) {
 
 typedef int (*thn_kernel)(const thn_rec_args&);
 
-/* Check the arrays `in` of op `op` against the layout `inputs`, make the
- * outputs `out` of layout `outputs`, and run `kernel` (the op's C code names
- * one instantiation, so that its module compiles that one only).
- * 0, or -1 with a Python error set. */
-static int thn_recurrent(const char* op, thn_kernel kernel, const char* inputs,
-                         const char* outputs, int act, int bptt, int keep, int threads,
-                         PyArrayObject** in, PyArrayObject*** out) {
-    thn_dims d = {-1, -1, -1, -1, -1};
-    thn_entry e;
-    thn_rec_args a;
+/* What ops/recurrent.py passes: the layouts of the n_in inputs and n_out outputs,
+ * where T, B, F and n are read (input, axis; -1: absent), the op's parameters. */
+struct thn_rec_call {
+    const char* op;
+    thn_kernel kernel;
+    const thn_layout *ins, *outs;
+    int n_in, n_out;
+    int bind[4][2];
+    int act, bptt, keep, threads;
+};
+
+/* Check the arrays `in` against the layouts, make the outputs `out` and run the
+ * kernel. 0, or -1 with a Python error set. */
+static int thn_recurrent(const thn_rec_call& c, PyArrayObject** in, PyArrayObject*** out) {
+    thn_sizes s = {0, 0, 0, 0, 0};
+    npy_intp* sizes[4] = {&s.T, &s.B, &s.F, &s.n};
+    for (int k = 0; k < 4; ++k)
+        if (c.bind[k][0] >= 0) *sizes[k] = PyArray_DIMS(in[c.bind[k][0]])[c.bind[k][1]];
+    s.K = c.keep ? s.T : 1;
     PyArrayObject* held[THN_REC_MAX] = {NULL};
-    void* zero = NULL;
-    int status = -1, count = 0;
+    thn_rec_args a;
     memset(&a, 0, sizeof a);
-    for (const char* p = inputs; thn_next_entry(&p, &e); ++count)
-        if (!e.slot_only && !(e.optional && PyArray_SIZE(in[count]) == 0))
-            thn_fits(in[count], e, &d, true);
-    d.K = keep ? d.T : 1;
-    PyArrayObject* first = in[0] ? in[0] : in[1];  /* slots never start with two "-" */
-    const int typenum = PyArray_TYPE(first);
+    const int typenum = PyArray_TYPE(in[c.bind[0][0]]);
     /* absent gradients read as zeros: a zero row and strides 0 */
-    if (!(zero = calloc((d.n > d.F ? d.n : d.F) + 1, PyArray_ITEMSIZE(first)))) {
+    void* zero = calloc((s.n > s.F ? s.n : s.F) + 1, PyArray_ITEMSIZE(in[c.bind[0][0]]));
+    int status = -1;
+    if (!zero) {
         PyErr_NoMemory();
         return -1;
     }
-    count = 0;
-    for (const char* p = inputs; thn_next_entry(&p, &e); ++count) {
-        PyArrayObject* x = in[count];
-        if (e.slot_only) continue;
+    for (int k = 0; k < c.n_in; ++k) {
+        const thn_layout& e = c.ins[k];
+        PyArrayObject* x = in[k];
+        if (!e.nd) continue;
         if (e.optional && PyArray_SIZE(x) == 0) {
-            a.in[count] = zero;
+            a.in[k] = zero;
             continue;
         }
-        if (!thn_fits(x, e, &d, false)) {
-            thn_layout_error(op, e, &d, x);
-            goto done;
-        }
-        if (!(held[count] = thn_readable(x, e.strided))) goto done;
-        const npy_intp item = PyArray_ITEMSIZE(held[count]), *st = PyArray_STRIDES(held[count]);
-        const int nd = PyArray_NDIM(held[count]);
-        a.in[count] = PyArray_DATA(held[count]);
-        a.ts[count] = nd == 3 ? st[0] / item : 0;
+        if (thn_check(c.op, e, s, x) || !(held[k] = thn_readable(x, e.strided))) goto done;
+        const npy_intp item = PyArray_ITEMSIZE(held[k]), *st = PyArray_STRIDES(held[k]);
+        a.in[k] = PyArray_DATA(held[k]);
+        a.ts[k] = e.nd == 3 ? st[0] / item : 0;
         /* batch stride; 0 for one row shared by the batch */
-        a.bs[count] = nd < 2 || PyArray_DIMS(held[count])[nd - 2] == 1 ? 0 : st[nd - 2] / item;
+        a.bs[k] = e.nd < 2 || PyArray_DIMS(held[k])[e.nd - 2] == 1 ? 0 : st[e.nd - 2] / item;
     }
-    count = 0;
-    for (const char* p = outputs; thn_next_entry(&p, &e); ++count) {
+    for (int k = 0; k < c.n_out; ++k) {
+        const thn_layout& e = c.outs[k];
         npy_intp dims[3];
-        int nd = e.nd, k = 0;
-        if (e.slot_only) continue;
-        if (e.dims[0][0] == '=') {  /* the shape of the input named after '=' */
-            thn_entry f;
-            for (const char* q = inputs; thn_next_entry(&q, &f); ++k)
-                if (f.name_len == e.lens[0] - 1 && !strncmp(f.name, e.dims[0] + 1, f.name_len))
-                    break;
-            nd = PyArray_NDIM(in[k]);
-            memcpy(dims, PyArray_DIMS(in[k]), nd * sizeof(npy_intp));
-        } else {
-            for (k = 0; k < nd; ++k) dims[k] = thn_dim(&d, e.dims[k], e.lens[k]);
-        }
-        if (thn_output(out[count], nd, dims, typenum, false)) goto done;
-        a.out[count] = PyArray_DATA(*out[count]);
+        for (int d = 0; d < e.nd; ++d)
+            dims[d] = e.like < 0 ? s(e.dims[d]) : PyArray_DIMS(in[e.like])[d];
+        if (e.nd && thn_output(out[k], e.nd, dims, typenum, false)) goto done;
+        if (e.nd) a.out[k] = PyArray_DATA(*out[k]);
     }
-    a.steps = (int)d.T;
-    a.batch = (int)d.B;
-    a.n = (int)d.n;
-    a.factors = (int)d.F;
-    a.act = act;
-    a.keep = keep;
-    a.window = bptt < 0 || bptt > a.steps ? a.steps : bptt;
+    a.steps = (int)s.T;
+    a.batch = (int)s.B;
+    a.n = (int)s.n;
+    a.factors = (int)s.F;
+    a.act = c.act;
+    a.keep = c.keep;
+    a.window = c.bptt < 0 || c.bptt > a.steps ? a.steps : c.bptt;
     {
-        thn_threads guard(threads);
+        thn_threads guard(c.threads);
         a.threads = guard.count;
-        if (kernel(a)) {
+        if (c.kernel(a)) {
             PyErr_NoMemory();
             goto done;
         }

@@ -3,7 +3,7 @@
  * theanets/ops/base.py puts this file first in each op's support code, then
  * the op's own files. Everything here is `static inline`, so an op that does
  * not call a helper does not pay for it. Sections: BLAS, elementwise math,
- * output arrays, errors, convolution geometry.
+ * output arrays, errors, convolution geometry, outputs kept between calls.
  */
 #ifndef THEANETS_H
 #define THEANETS_H
@@ -163,12 +163,13 @@ THN_INLINE npy_intp thn_conv_out_len(npy_intp size, npy_intp filter, npy_intp st
     return padded < filter ? 0 : (padded - filter) / stride + 1;
 }
 
-/* ---- convolution: outputs kept between calls ----------------------------------------
- * PyTensor frees an op's output after its last use in a call, and glibc may give
+/* ---- outputs kept between calls ------------------------------------------------------
+ * PyTensor frees an op's outputs after their last use in a call, and glibc may give
  * multi-megabyte blocks back to the system, so that the next call writes fresh memory
- * (page faults: a fifth of a small convolutional network's training step). An op whose
- * node keeps a reference to its last output (`keep`) writes into it again once nobody
- * else holds it: thn_reuse_output before computing *out, thn_keep_output after. */
+ * (page faults: a fifth of a small convolutional network's training step, half of a
+ * recurrent layer's prediction). Every op's node keeps a reference to its last outputs
+ * (`keep`, see CSourceOp.c_code in ops/base.py) and writes into them again once nobody
+ * else holds them: thn_reuse_output before computing *out, thn_keep_output after. */
 static inline void thn_reuse_output(PyArrayObject** out, PyArrayObject* keep) {
     if (!*out && keep && Py_REFCNT(keep) == 1) {
         Py_INCREF(keep);
