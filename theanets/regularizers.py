@@ -530,6 +530,8 @@ def from_kwargs(graph, accept=('monitors', ), caller='regularizers.from_kwargs()
         ``noise``/``dropout`` value that is not a dict, or arguments a
         regularizer does not take.
     """
+    if not kwargs:  # (every prediction call)
+        return []
     util.check_kwargs(kwargs, keyword_names() | {'rng'} | set(accept), caller)
     explicit = []
     extra = kwargs.get('regularizers')
