@@ -28,28 +28,22 @@ void dgemm_(const char* transa, const char* transb, const int* m, const int* n, 
             const int* ldb, const double* beta, double* c, const int* ldc);
 }
 
+template <typename T> struct thn_blas;  /* thn_blas<T>::gemm: sgemm_ or dgemm_ */
+template <> struct thn_blas<float> { static constexpr auto gemm = sgemm_; };
+template <> struct thn_blas<double> { static constexpr auto gemm = dgemm_; };
+
 /* Row-major product C (m x n) = alpha op(A) op(B) + beta C, where op(A) is
  * (m x k) and op(B) is (k x n); lda, ldb, ldc are row strides in elements.
  * A row-major product is the column-major product of the transposes, so the
  * operands swap places in the BLAS call. */
-THN_INLINE void thn_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-                         const float* a, int lda, const float* b, int ldb, float beta, float* c,
-                         int ldc) {
+template <typename T>
+THN_INLINE void thn_gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a,
+                         int lda, const T* b, int ldb, T beta, T* c, int ldc) {
     if (m <= 0 || n <= 0) return;
     const char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
     lda = lda > 0 ? lda : 1;
     ldb = ldb > 0 ? ldb : 1;
-    sgemm_(&ta, &tb, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
-}
-
-THN_INLINE void thn_gemm(bool trans_a, bool trans_b, int m, int n, int k, double alpha,
-                         const double* a, int lda, const double* b, int ldb, double beta,
-                         double* c, int ldc) {
-    if (m <= 0 || n <= 0) return;
-    const char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
-    lda = lda > 0 ? lda : 1;
-    ldb = ldb > 0 ? ldb : 1;
-    dgemm_(&ta, &tb, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+    thn_blas<T>::gemm(&ta, &tb, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
 }
 
 /* ---- elementwise math ---------------------------------------------------------
