@@ -277,7 +277,7 @@ def test_shape_errors_name_the_op_the_input_and_the_shapes(mode):
 
 def test_wrong_number_of_axes_and_unknown_activations_fail_when_building():
     x, hh = pt.tensor3('x'), pt.matrix('hh')
-    with pytest.raises(TypeError, match=r'gru: hz must have 2 axes \(n, n\), got 1'):
+    with pytest.raises(TypeError, match=r'gru: hz \(n, n\) must have 2 axes, got 1'):
         rec.gru(x, hh, hh, pt.vector('hz'))
     with pytest.raises(ValueError, match="rnn: activation 'softmax' is not supported by the "
                                          "recurrent ops"):

@@ -76,10 +76,9 @@ def test_shape_errors(face):
 
 
 def test_graph_errors_and_casts():
-    with pytest.raises(ValueError, match='softmax: x must have at least one axis, got a '
-                                         'scalar'):
+    with pytest.raises(ValueError, match='softmax: x must have one or more axes, got 0'):
         sm.softmax(pt.scalar())
-    with pytest.raises(ValueError, match='softmax gradient: dy has 1 axes, y has 2'):
+    with pytest.raises(ValueError, match='softmax gradient: dy must have 2 axes, got 1'):
         sm.SoftmaxGradOp()(pt.vector(), pt.matrix())
     assert sm.softmax(pt.imatrix()).dtype == pytensor.config.floatX
 

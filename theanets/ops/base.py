@@ -26,9 +26,10 @@ import platform
 import shlex
 
 import pytensor
+import pytensor.tensor as pt
 from pytensor.link.c.op import COp
 
-__all__ = ['CSourceOp', 'c_source', 'blas_flags', 'portable', 'threads', 'jax_twin',
+__all__ = ['CSourceOp', 'OpInputError', 'float_inputs', 'c_source', 'blas_flags', 'portable', 'threads', 'jax_twin',
            'register_jax_twins', 'warn_once']
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,26 @@ def threads():
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+class OpInputError(TypeError, ValueError):
+    """An op's input has the wrong number of axes (caught as TypeError or ValueError)."""
+
+
+def float_inputs(op, names, values, ndims):
+    """``values`` as tensors of the first one's float dtype (floatX if it is not a float).
+
+    Raises :class:`OpInputError` naming ``op`` and the input when one does not have
+    the axes ``ndims`` gives for it (an int, or None for one or more).
+    """
+    tensors = [pt.as_tensor_variable(v) for v in values]
+    dtype = tensors[0].dtype if tensors[0].dtype in ('float32', 'float64') else \
+        pytensor.config.floatX
+    for name, t, ndim in zip(names, tensors, ndims):
+        if t.ndim != ndim and not (ndim is None and t.ndim):
+            raise OpInputError('{}: {} must have {} axes, got {}'.format(
+                op, name, 'one or more' if ndim is None else ndim, t.ndim))
+    return [t if t.dtype == dtype else pt.cast(t, dtype) for t in tensors]
 
 
 _WARNED = set()

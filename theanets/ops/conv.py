@@ -63,7 +63,7 @@ from pytensor.link.c.params_type import ParamsType
 from pytensor.scalar import int32
 from pytensor.tensor.type import TensorType
 
-from .base import CSourceOp, jax_twin
+from .base import CSourceOp, float_inputs, jax_twin
 
 __all__ = ['conv1d', 'conv2d', 'pool1d', 'pool2d', 'padding', 'output_length',
            'output_shape', 'pool_output_length', 'pool_output_shape', 'check_border_mode',
@@ -245,19 +245,6 @@ def _check_shape(op, what, array, expected):
 
 # ------------------------------------------------------------------------ ops
 
-def _float_inputs(op, names, tensors, ndim=4):
-    """Tensors cast to their common float dtype, with ``ndim`` axes each."""
-    tensors = [pt.as_tensor_variable(t) for t in tensors]
-    dtype = pytensor.scalar.upcast(*[t.dtype for t in tensors])
-    if dtype not in ('float32', 'float64'):
-        dtype = pytensor.config.floatX
-    for name, t in zip(names, tensors):
-        if t.ndim != ndim:
-            raise ValueError('{}: {} must have {} axes, got {} (shape {})'.format(
-                op, name, ndim, t.ndim, t.type.shape))
-    return [t if t.dtype == dtype else pt.cast(t, dtype) for t in tensors]
-
-
 class _Conv(CSourceOp):
     """What the three convolution ops share: settings, input checks, the C call.
 
@@ -286,7 +273,7 @@ class _Conv(CSourceOp):
             sw=np.int32(self.stride[0]), sh=np.int32(self.stride[1]))
 
     def _node(self, inputs, output_type):
-        inputs = _float_inputs(type(self).__name__, self.NAMES, inputs)
+        inputs = float_inputs(type(self).__name__, self.NAMES, inputs, [4] * 3)
         channels = inputs[0].type.shape[3], inputs[1].type.shape[1]
         if None not in channels and channels[0] != channels[1]:
             raise ValueError('{}: x (B, W, H, C) has shape {} but w (n, C, fw, fh) has {} '
@@ -417,7 +404,7 @@ class PoolOp(_Pool):
     WHICH = 0  # enum thn_pool_which
 
     def make_node(self, x):
-        (x,) = _float_inputs('PoolOp', ['x (B, W, H, C)'], [x])
+        (x,) = float_inputs('PoolOp', ['x (B, W, H, C)'], [x], [4])
         return Apply(self, [x], [TensorType(x.dtype, shape=self._out_shape(x.type.shape))()])
 
     def perform(self, node, inputs, outputs, params=None):
@@ -446,7 +433,7 @@ class PoolGradOp(_Pool):
         self.transposed = bool(transposed)
 
     def make_node(self, x, out, g):
-        x, out, g = _float_inputs('PoolGradOp', ['x', 'out', 'the gradient'], [x, out, g])
+        x, out, g = float_inputs('PoolGradOp', ['x', 'out', 'the gradient'], [x, out, g], [4] * 3)
         return Apply(self, [x, out, g], [(out if self.transposed else x).type()])
 
     def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
@@ -566,7 +553,7 @@ def conv1d(x, w, stride=1, border_mode='valid'):
     symbolic tensor (B, T', n)
         ``T' = output_length(T, f, stride, border_mode)``.
     """
-    (x,) = _float_inputs('conv1d', ['x (B, T, C)'], [x], ndim=3)
+    (x,) = float_inputs('conv1d', ['x (B, T, C)'], [x], [3])
     w = pt.as_tensor_variable(w)
     if w.ndim != 4 or w.type.shape[2] not in (1, None):
         raise ValueError('conv1d: w must have shape (n, C, 1, f), got {}'.format(w.type.shape))
@@ -600,7 +587,7 @@ def pool2d(x, pool_size, stride=None, mode='max'):
 
 def pool1d(x, pool_size, stride=None, mode='max'):
     """Max or mean pooling over the time axis of ``x`` (B, T, C); see :func:`pool2d`."""
-    (x,) = _float_inputs('pool1d', ['x (B, T, C)'], [x], ndim=3)
+    (x,) = float_inputs('pool1d', ['x (B, T, C)'], [x], [3])
     stride = pool_size if stride is None else stride
     return _squeeze_width(pool2d(x.dimshuffle(0, 'x', 1, 2), (1, pool_size), (1, stride),
                                  mode))

@@ -11,24 +11,14 @@ product in C (``c/product.c``) and ``jnp.matmul`` in JAX; its weight gradient
 
 import numpy as np
 
-import pytensor
-import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
 from pytensor.link.c.params_type import ParamsType
 from pytensor.scalar import int32
 from pytensor.tensor.type import TensorType
 
-from .base import CSourceOp, jax_twin, threads
+from .base import CSourceOp, float_inputs, jax_twin, threads
 
 __all__ = ['dot_last', 'DotLastOp', 'DotLeadingOp']
-
-
-def _float(x, ndim, what, dtype=None):
-    x = pt.as_tensor_variable(x)
-    if x.ndim != ndim:
-        raise TypeError('dot_last: {} must have {} axes, got {}'.format(what, ndim, x.ndim))
-    dtype = dtype or (x.dtype if x.dtype in ('float32', 'float64') else pytensor.config.floatX)
-    return x if x.dtype == dtype else pt.cast(x, dtype)
 
 
 class _ProductOp(CSourceOp):
@@ -56,8 +46,7 @@ class DotLastOp(_ProductOp):
     C_FUNCTION = 'thn_dot_last'
 
     def make_node(self, x, w):
-        x = _float(x, 3, 'x')
-        w = _float(w, 2, 'w', x.dtype)
+        x, w = float_inputs('dot_last', ['x', 'w'], [x, w], [3, 2])
         shape = x.type.shape[:2] + w.type.shape[1:]
         return Apply(self, [x, w], [TensorType(x.dtype, shape=shape)()])
 
@@ -84,8 +73,7 @@ class DotLeadingOp(_ProductOp):
     C_FUNCTION = 'thn_dot_leading'
 
     def make_node(self, x, g):
-        x = _float(x, 3, 'x')
-        g = _float(g, 3, 'g', x.dtype)
+        x, g = float_inputs('dot_leading', ['x', 'g'], [x, g], [3, 3])
         return Apply(self, [x, g], [TensorType(x.dtype, shape=(x.type.shape[2],
                                                              g.type.shape[2]))()])
 

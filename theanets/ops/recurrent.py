@@ -65,7 +65,7 @@ from pytensor.link.c.params_type import ParamsType
 from pytensor.scalar import int32
 from pytensor.tensor.type import TensorType
 
-from .base import CSourceOp, jax_twin, threads, warn_once
+from .base import CSourceOp, float_inputs, jax_twin, threads, warn_once
 
 __all__ = ['ACTIVATIONS', 'supports_activation', 'rnn', 'gru', 'mut1', 'rrnn', 'lstm', 'mrnn',
            'RecurrentOp', 'RecurrentGradOp', 'FORWARD_ONLY_TAG']
@@ -466,17 +466,10 @@ class _RecurrentBase(CSourceOp):
         if len(inputs) != len(entries):
             raise TypeError('{} takes {} inputs ({}), got {}'.format(
                 self.label, len(entries), ', '.join(e[0] for e in entries), len(inputs)))
-        first = pt.as_tensor_variable(inputs[0])
-        dtype = first.dtype if first.dtype in ('float32', 'float64') else pytensor.config.floatX
-        ins = []
-        for (name, _, dims), x in zip(entries, inputs):
-            x = pt.as_tensor_variable(x)
-            if x.ndim != len(dims):
-                raise TypeError('{}: {} must have {} axes ({}), got {}'.format(
-                    self.label, name, len(dims), ', '.join(dims), x.ndim))
-            ins.append(x if x.dtype == dtype else pt.cast(x, dtype))
+        ins = float_inputs(self.label, ['{} ({})'.format(e[0], ', '.join(e[2])) for e in entries],
+                           inputs, [len(e[2]) for e in entries])
         return Apply(self, ins, [ins[s].type() if isinstance(s, int) else
-                                 TensorType(dtype, shape=s)() for s in
+                                 TensorType(ins[0].dtype, shape=s)() for s in
                                  self._output_shapes([x.type.shape for x in ins])])
 
     def _output_shapes(self, shapes):

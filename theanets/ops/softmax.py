@@ -14,22 +14,12 @@ and :class:`SoftmaxGradOp` computes ``dx = y * (dy - sum_k dy[..., k] y[..., k])
 
 import numpy as np
 
-import pytensor
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
 
-from .base import CSourceOp, jax_twin
+from .base import CSourceOp, float_inputs, jax_twin
 
 __all__ = ['SoftmaxOp', 'SoftmaxGradOp', 'softmax']
-
-
-def _float_input(x, what):
-    x = pt.as_tensor_variable(x)
-    if x.ndim < 1:
-        raise ValueError('softmax: {} must have at least one axis, got a scalar'.format(what))
-    if x.dtype not in ('float32', 'float64'):
-        x = pt.cast(x, pytensor.config.floatX)
-    return x
 
 
 def np_softmax(x):
@@ -54,7 +44,7 @@ class SoftmaxOp(CSourceOp):
     C_SOURCES = ('softmax.c',)
 
     def make_node(self, x):
-        x = _float_input(x, 'x')
+        (x,) = float_inputs('softmax', ['x'], [x], [None])
         return Apply(self, [x], [x.type()])
 
     def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
@@ -76,11 +66,8 @@ class SoftmaxGradOp(CSourceOp):
     C_SOURCES = ('softmax.c',)
 
     def make_node(self, dy, y):
-        y = _float_input(y, 'y')
-        dy = pt.as_tensor_variable(dy)
-        if dy.ndim != y.ndim:
-            raise ValueError('softmax gradient: dy has {} axes, y has {}'.format(dy.ndim, y.ndim))
-        dy = pt.cast(dy, y.dtype) if dy.dtype != y.dtype else dy
+        y = pt.as_tensor_variable(y)
+        y, dy = float_inputs('softmax gradient', ['y', 'dy'], [y, dy], [None, y.ndim])
         return Apply(self, [dy, y], [y.type()])
 
     def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
