@@ -53,6 +53,8 @@ op) keep only one step of it where nothing reads it (e.g. in prediction
 functions), by a rewrite. Only first derivatives are implemented.
 """
 
+import collections
+
 import numpy as np
 
 import pytensor
@@ -349,23 +351,27 @@ _CELLS = {
 }
 
 
-def _entries(layout, slots=False):
-    """Parse a layout into (name, optional, dims) triples; with ``slots``, None for "-name"."""
-    result = []
-    for item in layout.split():
-        if item.startswith('-'):
-            if slots:
-                result.append(None)
-            continue
-        name, dims = item.lstrip('~').split(':')
-        result.append((name.rstrip('?'), name.endswith('?'), tuple(dims.split(','))))
-    return result
+class _Array(collections.namedtuple('_Array', 'name dims strided optional')):
+    """One array of a layout: "name:dims", "~" in front if the C code may read it
+    through strides, "?" after the name if an empty array stands for zeros."""
+
+
+def _parse(layout):
+    """The arrays of ``layout``, None for its "-name" slots."""
+    items = [item.partition(':')[::2] for item in layout.split()]
+    return [None if name[0] == '-' else _Array(name.strip('~?'), tuple(dims.split(',')),
+                                                name[0] == '~', name[-1] == '?')
+            for name, dims in items]
+
+
+def _entries(layout):
+    return [a for a in _parse(layout) if a]
 
 
 def _slots(layout, values):
     """``values`` in the slots of ``layout``, None for its "-name" slots."""
     given = iter(values)
-    return [None if e is None else next(given) for e in _entries(layout, True)]
+    return [a and next(given) for a in _parse(layout)]
 
 
 _C_DIMS = {'T': 'THN_T', 'B': 'THN_B', 'b': 'THN_B1', 'F': 'THN_F', 'K': 'THN_K'}
@@ -375,30 +381,16 @@ def _c_layouts(layout, inputs=None):
     """C initializers of the ``thn_layout`` of each array of ``layout`` (c/recurrent.c);
     an output "=name" is shaped like input ``name`` of the layout ``inputs``."""
     items = []
-    for item in layout.split():
-        name, _, dims = item.partition(':')
-        dims = dims.split(',') if dims else []
-        like = -1
-        if dims and dims[0].startswith('='):
-            like = [i.lstrip('~-').split(':')[0] for i in inputs.split()].index(dims[0][1:])
-            dims = inputs.split()[like].split(':')[1].split(',')
+    for a in _parse(layout):
+        a = a or _Array('', (), False, False)
+        like = [b and b.name for b in _parse(inputs)].index(a.dims[0][1:]) \
+            if a.dims and a.dims[0].startswith('=') else -1
+        dims = _parse(inputs)[like].dims if like >= 0 else a.dims
         codes = [_C_DIMS.get(d) or str(int(d[:-1] or 1)) for d in dims] + ['0'] * (3 - len(dims))
         items.append('{{"{}", {}, {}, {}, {}, {{{}}}}}'.format(
-            name.strip('~?-'), 0 if name.startswith('-') else len(dims),
-            str(name.startswith('~')).lower(), str(name.endswith('?')).lower(), like,
+            a.name, len(dims), str(a.strided).lower(), str(a.optional).lower(), like,
             ', '.join(codes)))
     return ', '.join(items)
-
-
-def _c_bind(layout):
-    """``{input, axis}`` pairs of ``layout`` giving T, B, F and n ({-1, -1} if none)."""
-    found = {}
-    for k, item in enumerate(layout.split()):
-        name, _, dims = item.partition(':')
-        for axis, token in enumerate(dims.split(',') if dims else []):
-            if not name.startswith('-') and not name.endswith('?'):
-                found.setdefault(token, (k, axis))
-    return ', '.join('{{{}, {}}}'.format(*found.get(t, (-1, -1))) for t in 'TBFn')
 
 
 def _dim(token, env):
@@ -409,15 +401,23 @@ def _dim(token, env):
     return None if env['n'] is None else k * env['n']
 
 
-def _bind(entries, shapes, keep):
+def _bind(arrays, shapes, keep=False):
     """Sizes T, B, F, n from the first shapes (ints, None or symbolic) that give them."""
     env = {'T': None, 'B': None, 'F': None, 'n': None}
-    for (_, optional, dims), shape in zip(entries, shapes):
-        for token, size in zip(dims, shape):
-            if token in env and env[token] is None and not optional and size is not None:
+    for a, shape in zip(arrays, shapes):
+        for token, size in zip(a.dims, shape):
+            if token in env and env[token] is None and not a.optional and size is not None:
                 env[token] = size
     env['K'] = env['T'] if keep else 1
     return env
+
+
+def _c_bind(layout):
+    """``{input, axis}`` pairs of ``layout`` giving T, B, F and n ({-1, -1} if none)."""
+    arrays = _parse(layout)
+    places = [[(k, axis) for axis in range(len(a.dims))] for k, a in enumerate(arrays) if a]
+    env = _bind([a for a in arrays if a], places)
+    return ', '.join('{{{}, {}}}'.format(*(env[t] or (-1, -1))) for t in 'TBFn')
 
 
 class _RecurrentBase(CSourceOp):
@@ -465,9 +465,9 @@ class _RecurrentBase(CSourceOp):
         entries = self._inputs()
         if len(inputs) != len(entries):
             raise TypeError('{} takes {} inputs ({}), got {}'.format(
-                self.label, len(entries), ', '.join(e[0] for e in entries), len(inputs)))
-        ins = float_inputs(self.label, ['{} ({})'.format(e[0], ', '.join(e[2])) for e in entries],
-                           inputs, [len(e[2]) for e in entries])
+                self.label, len(entries), ', '.join(e.name for e in entries), len(inputs)))
+        ins = float_inputs(self.label, ['{} ({})'.format(e.name, ', '.join(e.dims))
+                                        for e in entries], inputs, [len(e.dims) for e in entries])
         return Apply(self, ins, [ins[s].type() if isinstance(s, int) else
                                  TensorType(ins[0].dtype, shape=s)() for s in
                                  self._output_shapes([x.type.shape for x in ins])])
@@ -477,9 +477,9 @@ class _RecurrentBase(CSourceOp):
         the position of the input whose shape it has."""
         entries = self._inputs()
         env = _bind(entries, shapes, self.keep_cache)
-        names = [e[0] for e in entries]
-        return [names.index(dims[0][1:]) if dims[0].startswith('=') else
-                tuple(_dim(d, env) for d in dims) for _, _, dims in self._outputs()]
+        names = [e.name for e in entries]
+        return [names.index(o.dims[0][1:]) if o.dims[0].startswith('=') else
+                tuple(_dim(d, env) for d in o.dims) for o in self._outputs()]
 
     def infer_shape(self, *args):  # (fgraph, node, shapes) in PyTensor 3.0, (node, shapes) later
         shapes = args[-1]
@@ -489,14 +489,14 @@ class _RecurrentBase(CSourceOp):
         """Raise the ValueError of the C code when ``inputs`` do not fit the layout."""
         entries = self._inputs()
         env = _bind(entries, [x.shape for x in inputs], self.keep_cache)
-        for (name, optional, dims), x in zip(entries, inputs):
-            if optional and x.size == 0:
+        for e, x in zip(entries, inputs):
+            if e.optional and x.size == 0:
                 continue
-            want = tuple(_dim(d, env) for d in dims)
-            ones = tuple(1 if d == 'b' else w for d, w in zip(dims, want))
+            want = tuple(_dim(d, env) for d in e.dims)
+            ones = tuple(1 if d == 'b' else w for d, w in zip(e.dims, want))
             if x.shape not in (want, ones):
                 raise ValueError('{}: {} has shape {}, expected {}{}'.format(
-                    self.label, name, x.shape, want,
+                    self.label, e.name, x.shape, want,
                     ' or {}'.format(ones) if ones != want else ''))
 
     def _window(self, steps):
@@ -507,7 +507,7 @@ class _RecurrentBase(CSourceOp):
         cell = _CELLS[self.cell]
         args = _slots(self._layouts()[0], inputs)
         if self.BACKWARD:
-            steps = inputs[[e[0] for e in self._inputs()].index('h')].shape[0]
+            steps = inputs[[e.name for e in self._inputs()].index('h')].shape[0]
             return cell.backward(xp, scan, self.activation, self._window(steps), *args)
         return cell.forward(xp, scan, self.activation, self.keep_cache, *args)
 
@@ -550,7 +550,7 @@ class RecurrentOp(_RecurrentBase):
 
     @property
     def has_cache(self):
-        return self._outputs()[-1][0] == 'cache'
+        return self._outputs()[-1].name == 'cache'
 
     def pullback(self, inputs, outputs, output_grads):
         grads = list(output_grads)
