@@ -93,8 +93,8 @@ def test_output_lengths():
     assert [C.output_length(10, 4, 3, m) for m in MODES] == [3, 5, 4]
     assert C.output_length(2, 3) == 0 and C.output_length(1, 5, 2) == 0
     assert C.output_shape((28, None), (5, 5)) == (24, None)
-    assert C.pool_output_length(None, 2) is None
-    assert C.pool_output_length(9, 2) == 4 and C.pool_output_length(9, 3, 2) == 4
+    assert C.pool_output_shape((None, 9), 2) == (None, 4)
+    assert C.pool_output_shape((9, 9), (2, 3), (2, 2)) == (4, 4)
     assert C.pool_output_shape((24, 7), (3, 2), (2, 1)) == (11, 6)
     with pytest.raises(ValueError, match="border_mode must be 'valid', 'full' or 'same', "
                                          "got 'half'"):

@@ -66,7 +66,7 @@ from pytensor.tensor.type import TensorType
 from .base import CSourceOp, float_inputs, jax_twin
 
 __all__ = ['conv1d', 'conv2d', 'pool1d', 'pool2d', 'padding', 'output_length',
-           'output_shape', 'pool_output_length', 'pool_output_shape', 'check_border_mode',
+           'output_shape', 'pool_output_shape', 'check_border_mode',
            'check_pool_mode', 'check_ints',
            'ConvOp', 'ConvGradInputsOp', 'ConvGradWeightsOp', 'PoolOp', 'PoolGradOp',
            'BORDER_MODES', 'POOL_MODES']
@@ -148,13 +148,9 @@ def output_shape(sizes, filters, strides=1, border_mode='valid'):
         sizes, check_ints(filters, n, 'filter size'), check_ints(strides, n, 'stride')))
 
 
-def pool_output_length(size, pool_size, stride=None):
-    """Number of pooling windows along one axis: ``(size - pool) // stride + 1``."""
-    return output_length(size, pool_size, pool_size if stride is None else stride)
-
-
 def pool_output_shape(sizes, pool_size, stride=None):
-    """Per-axis :func:`pool_output_length` for several spatial axes (tuple)."""
+    """Numbers of pooling windows along several spatial axes (tuple): as many as a
+    'valid' convolution with filters ``pool_size`` and ``stride`` has outputs."""
     return output_shape(sizes, pool_size, pool_size if stride is None else stride)
 
 
