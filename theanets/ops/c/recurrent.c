@@ -754,20 +754,14 @@ static int thn_check(const char* op, const thn_layout& e, const thn_sizes& s, Py
     return thn_shape_error(op, e.name, x, text);
 }
 
-/* A reference to `x` or to a copy of it that the kernels can read. */
+/* A reference to `x` or to a copy of it that the kernels can read: aligned, native
+ * byte order, rows of unit stride, and C-contiguous unless `strided`. */
 static PyArrayObject* thn_readable(PyArrayObject* x, bool strided) {
-    const npy_intp item = PyArray_ITEMSIZE(x);
     const int nd = PyArray_NDIM(x);
-    bool ok = PyArray_ISALIGNED(x) && PyArray_ISNOTSWAPPED(x) &&
-              (strided || PyArray_IS_C_CONTIGUOUS(x));
-    for (int k = 0; k < nd && ok; ++k)
-        ok = PyArray_STRIDES(x)[k] % item == 0 &&
-             (k < nd - 1 || PyArray_DIMS(x)[k] < 2 || PyArray_STRIDES(x)[k] == item);
-    if (ok) {
-        Py_INCREF(x);
-        return x;
-    }
-    return (PyArrayObject*)PyArray_NewCopy(x, NPY_CORDER);
+    strided = strided && (nd == 0 || PyArray_DIMS(x)[nd - 1] < 2 ||
+                          PyArray_STRIDES(x)[nd - 1] == PyArray_ITEMSIZE(x));
+    return (PyArrayObject*)PyArray_FromArray(
+        x, NULL, NPY_ARRAY_ALIGNED | NPY_ARRAY_NOTSWAPPED | (strided ? 0 : NPY_ARRAY_C_CONTIGUOUS));
 }
 
 typedef int (*thn_kernel)(const thn_rec_args&);
