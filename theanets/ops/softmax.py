@@ -54,7 +54,7 @@ class SoftmaxOp(CSourceOp):
         outputs[0][0] = np_softmax(inputs[0])
 
     def c_call(self, node, inputs, outputs, sub):
-        return 'thn_softmax({}, &{})'.format(inputs[0], outputs[0])
+        return 'thn_softmax({}, NULL, &{})'.format(inputs[0], outputs[0])
 
     def pullback(self, inputs, outputs, output_grads):
         return [SoftmaxGradOp()(output_grads[0], outputs[0])]
@@ -77,7 +77,7 @@ class SoftmaxGradOp(CSourceOp):
         outputs[0][0] = np_softmax_grad(*inputs)
 
     def c_call(self, node, inputs, outputs, sub):
-        return 'thn_softmax_grad({}, {}, &{})'.format(inputs[0], inputs[1], outputs[0])
+        return 'thn_softmax({}, {}, &{})'.format(inputs[0], inputs[1], outputs[0])
 
     def pullback(self, inputs, outputs, output_grads):
         # dx = y (dy - s), s = <dy, y>; with g the gradient at dx and gy = <g, y>:

@@ -47,49 +47,30 @@ static void thn_softmax_grad_kernel(const thn_softmax_args& a) {
     }
 }
 
-static npy_intp thn_last_axis(PyArrayObject* a) {
-    return PyArray_NDIM(a) ? PyArray_DIMS(a)[PyArray_NDIM(a) - 1] : 1;
-}
-
-/* *y = softmax(x); 0, or -1 with a Python error set */
-static int thn_softmax(PyArrayObject* x, PyArrayObject** y) {
-    PyArrayObject* xc = PyArray_GETCONTIGUOUS(x);
-    if (!xc || thn_output_like(y, xc, false)) {
-        Py_XDECREF(xc);
-        return -1;
-    }
-    thn_softmax_args a = {0, thn_last_axis(xc), PyArray_DATA(xc), NULL, PyArray_DATA(*y)};
-    if (a.columns > 0) {
-        a.rows = PyArray_SIZE(xc) / a.columns;
-        if (PyArray_TYPE(xc) == NPY_FLOAT32) thn_softmax_kernel<float>(a);
-        else thn_softmax_kernel<double>(a);
-    }
-    Py_DECREF(xc);
-    return 0;
-}
-
-/* *dx = gradient of softmax at output y for output gradient dy */
-static int thn_softmax_grad(PyArrayObject* dy, PyArrayObject* y, PyArrayObject** dx) {
-    if (PyArray_NDIM(dy) != PyArray_NDIM(y) ||
-        !PyArray_CompareLists(PyArray_DIMS(dy), PyArray_DIMS(y), PyArray_NDIM(y))) {
+/* *out = softmax(x) when y is NULL, else the gradient of softmax at output y for
+ * the output gradient x; 0, or -1 with a Python error set */
+static int thn_softmax(PyArrayObject* x, PyArrayObject* y, PyArrayObject** out) {
+    if (y && (PyArray_NDIM(x) != PyArray_NDIM(y) ||
+              !PyArray_CompareLists(PyArray_DIMS(x), PyArray_DIMS(y), PyArray_NDIM(y)))) {
         char shape[128];
         thn_format_shape(shape, sizeof shape, PyArray_NDIM(y), PyArray_DIMS(y));
-        return thn_shape_error("softmax gradient", "dy", dy, shape);
+        return thn_shape_error("softmax gradient", "dy", x, shape);
     }
-    PyArrayObject* dyc = PyArray_GETCONTIGUOUS(dy);
-    PyArrayObject* yc = PyArray_GETCONTIGUOUS(y);
+    PyArrayObject* xc = PyArray_GETCONTIGUOUS(x);
+    PyArrayObject* yc = y ? PyArray_GETCONTIGUOUS(y) : NULL;
     int status = -1;
-    if (dyc && yc && !thn_output_like(dx, yc, false)) {
-        thn_softmax_args a = {0, thn_last_axis(yc), PyArray_DATA(dyc), PyArray_DATA(yc),
-                              PyArray_DATA(*dx)};
-        if (a.columns > 0) {
-            a.rows = PyArray_SIZE(yc) / a.columns;
-            if (PyArray_TYPE(yc) == NPY_FLOAT32) thn_softmax_grad_kernel<float>(a);
-            else thn_softmax_grad_kernel<double>(a);
-        }
+    if (xc && (yc || !y) && !thn_output_like(out, xc, false)) {
+        const int nd = PyArray_NDIM(xc);
+        thn_softmax_args a = {0, nd ? PyArray_DIMS(xc)[nd - 1] : 1, PyArray_DATA(xc),
+                              y ? PyArray_DATA(yc) : NULL, PyArray_DATA(*out)};
+        a.rows = a.columns > 0 ? PyArray_SIZE(xc) / a.columns : 0;
+        if (PyArray_TYPE(xc) == NPY_FLOAT32)
+            y ? thn_softmax_grad_kernel<float>(a) : thn_softmax_kernel<float>(a);
+        else
+            y ? thn_softmax_grad_kernel<double>(a) : thn_softmax_kernel<double>(a);
         status = 0;
     }
-    Py_XDECREF(dyc);
+    Py_XDECREF(xc);
     Py_XDECREF(yc);
     return status;
 }
