@@ -158,6 +158,16 @@ def test_classifier_outputs(classifier):
     assert np.array_equal(labels, proba.argmax(axis=1))
 
 
+def test_classifier_labels_follow_a_non_softmax_output():
+    # relu ties every negative output at 0: labels come from the outputs, not the logits
+    net = theanets.Classifier([U.NUM_INPUTS, (U.NUM_CLASSES, 'relu')])
+    bias = net.find('out', 'b')
+    bias.set_value(bias.get_value() - 100)
+    x = np.random.RandomState(3).randn(200, U.NUM_INPUTS).astype('f')
+    assert not np.all(net.predict_logit(x).argmax(axis=-1) == 0)
+    assert np.array_equal(net.predict(x), np.zeros(len(x)))
+
+
 def test_classifier_score(classifier):
     x, y = U.inputs(), U.labels()
     right = classifier.predict(x) == y

@@ -166,6 +166,8 @@ class Classifier(graph.Network):
 
     def predict(self, x, *more, **kwargs):
         """Return the most likely class of each example: ints (batch,) or (batch, time)."""
+        if self.layers[-1].activation == 'softmax':  # order-preserving: skip computing it
+            return self.predict_logit(x, *more, **kwargs).argmax(axis=-1)
         return self.predict_proba(x, *more, **kwargs).argmax(axis=-1)
 
     def classify(self, x, *more, **kwargs):
