@@ -302,11 +302,6 @@ def _numpy_scan(step, carry, seqs, reverse=False):
     return carry, tuple(np.stack(o) for o in zip(*(outs[::-1] if reverse else outs)))
 
 
-def _jax_scan(step, carry, seqs, reverse=False):
-    import jax
-    return jax.lax.scan(step, carry, tuple(seqs), reverse=reverse)
-
-
 # ---- the ops ----------------------------------------------------------------------------
 
 class _Cell(object):
@@ -586,12 +581,13 @@ class RecurrentGradOp(_RecurrentBase):
 
 @jax_twin(_RecurrentBase)
 def _recurrent_jax(op, node=None, **kwargs):
+    import jax
     import jax.numpy as jnp
     dtype = node.outputs[0].dtype
 
     def recurrent_jax(*inputs):
         # with jax_enable_x64, JAX may hand over some inputs in float64
-        return tuple(op.compute(jnp, _jax_scan, [jnp.asarray(x, dtype) for x in inputs]))
+        return tuple(op.compute(jnp, jax.lax.scan, [jnp.asarray(x, dtype) for x in inputs]))
     return recurrent_jax
 
 
