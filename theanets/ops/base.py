@@ -93,11 +93,6 @@ def portable():
 _AVX512_FLAGS = ('-mavx512', '-mevex512', '-mavx10')
 
 
-def _target_flags():
-    x86 = platform.machine().lower() in ('x86_64', 'amd64')
-    return ['-mno-avx512f'] if portable() and x86 else []
-
-
 def threads():
     """Threads a C op may split its work among (see ``c/parallel.c``).
 
@@ -195,8 +190,10 @@ class CSourceOp(COp):
         # -fno-trapping-math: without AVX-512 (no masked vector instructions), GCC
         # vectorizes the branch-free selects of thn_exp & co. only when comparisons
         # may not trap; the ops never rely on floating-point traps
-        args = ['-fopenmp-simd', '-fno-trapping-math'] + _target_flags()
-        return args + (blas_flags()[2] if self.USES_BLAS else [])
+        x86 = platform.machine().lower() in ('x86_64', 'amd64')
+        return ['-fopenmp-simd', '-fno-trapping-math'] + (
+            ['-mno-avx512f'] if portable() and x86 else []) + (
+            blas_flags()[2] if self.USES_BLAS else [])
 
     def c_no_compile_args(self, c_compiler=None, **kwargs):
         """On the portable path, drop the AVX-512 flags PyTensor adds for this CPU.

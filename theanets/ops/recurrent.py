@@ -359,10 +359,6 @@ def _parse(layout):
             for name, dims in items]
 
 
-def _entries(layout):
-    return [a for a in _parse(layout) if a]
-
-
 def _slots(layout, values):
     """``values`` in the slots of ``layout``, None for its "-name" slots."""
     given = iter(values)
@@ -442,11 +438,11 @@ class _RecurrentBase(CSourceOp):
     def _layouts(self):
         return _CELLS[self.cell].layouts[self.BACKWARD]
 
-    def _inputs(self):
-        return _entries(self._layouts()[0])
+    def _inputs(self):  # the arrays of the layout, without slots
+        return [a for a in _parse(self._layouts()[0]) if a]
 
     def _outputs(self):
-        return _entries(self._layouts()[1])
+        return [a for a in _parse(self._layouts()[1]) if a]
 
     def get_params(self, node):
         return self.params_type.get_params(
