@@ -102,16 +102,19 @@ static thn_panels<T> thn_panels_at(int K, int N, T* buffer) {
 }
 
 /* w[row0 + k, col0 + j] = src[k, j] (or src[j, k] when trans) for k < rows, j < cols,
- * reading src row by row */
+ * reading src row by row; without trans, each run of columns within a panel at once */
 template <typename T>
 static void thn_pack(thn_panels<T>& w, int row0, int col0, const T* src, npy_intp ld, int rows,
                      int cols, bool trans) {
     const int PW = thn_panels<T>::PW;
     for (int i = 0; i < (trans ? cols : rows); ++i) {
         const T* __restrict s = src + i * ld;
-        for (int e = 0; e < (trans ? rows : cols); ++e) {  /* element (k, j) of w's block */
-            const int k = trans ? e : i, c = col0 + (trans ? i : e);
-            w.p[((npy_intp)(c / PW) * w.K + row0 + k) * PW + c % PW] = s[e];
+        for (int e = 0, run; e < (trans ? rows : cols); e += run) {  /* element (k, c) of w */
+            const int k = row0 + (trans ? e : i), c = col0 + (trans ? i : e);
+            T* __restrict p = w.p + ((npy_intp)(c / PW) * w.K + k) * PW + c % PW;
+            run = trans ? 1 : PW - c % PW < cols - e ? PW - c % PW : cols - e;
+#pragma omp simd
+            for (int m = 0; m < run; ++m) p[m] = s[e + m];
         }
     }
 }
