@@ -263,10 +263,11 @@ static void thn_window_grad(const thn_rec_args& a, const T* l, int ldl, const T*
                             int rows, int cols, T* dw, int ldw) {
     const npy_intp first = a.steps - a.window, B = a.batch;
     thn_parallel(rows, 8, a.threads, [&](int r0, int r1, int) {
-        for (int i = r0; i < r1; ++i) memset(dw + (npy_intp)i * ldw, 0, cols * sizeof(T));
         if (a.window > 0 && B > 0)
             thn_gemm(true, false, r1 - r0, cols, (int)(a.window * B), (T)1, l + first * B * ldl + r0,
-                     ldl, g + first * B * ldg, ldg, (T)1, dw + (npy_intp)r0 * ldw, ldw);
+                     ldl, g + first * B * ldg, ldg, (T)0, dw + (npy_intp)r0 * ldw, ldw);
+        else
+            for (int i = r0; i < r1; ++i) memset(dw + (npy_intp)i * ldw, 0, cols * sizeof(T));
     });
 }
 
@@ -530,18 +531,20 @@ static int thn_lstm_forward(const thn_rec_args& a) {
                 T* __restrict gb = g + (npy_intp)b * G;
                 T *__restrict cb = c + o + (npy_intp)b * n, *__restrict hb = h + o + (npy_intp)b * n;
 #pragma omp simd
-                for (int j = 0; j < n; ++j) {
+                for (int j = 0; j < n; ++j) {  /* two passes: shorter chains, fewer registers */
                     const T i = thn_sigmoid(gb[j] + xr[j] + cpb[j] * ci[j]);
                     const T f = thn_sigmoid(gb[n + j] + xr[n + j] + cpb[j] * cf[j]);
                     const T u = thn_tanh(gb[2 * n + j] + xr[2 * n + j]);
-                    const T cc = f * cpb[j] + i * u;
-                    const T og = thn_sigmoid(gb[3 * n + j] + xr[3 * n + j] + cc * co[j]);
                     gb[j] = i;
                     gb[n + j] = f;
                     gb[2 * n + j] = u;
+                    cb[j] = f * cpb[j] + i * u;
+                }
+#pragma omp simd
+                for (int j = 0; j < n; ++j) {
+                    const T og = thn_sigmoid(gb[3 * n + j] + xr[3 * n + j] + cb[j] * co[j]);
                     gb[3 * n + j] = og;
-                    cb[j] = cc;
-                    hb[j] = og * thn_tanh(cc);
+                    hb[j] = og * thn_tanh(cb[j]);
                 }
             }
         }

@@ -59,10 +59,10 @@ THN_INLINE void thn_gemm(bool trans_a, bool trans_b, int m, int n, int k, double
  * error, below 5e-8); tanh from expm1 keeps its relative precision near 0.
  * float64: the C library. */
 THN_INLINE float thn_exp_parts(float x, float* scale) {  /* q; *scale = 2^k */
-    x = x < -87.0f ? -87.0f : x;
+    x = x < -87.0f ? -87.0f : x;  /* k + 127 in 0..254 */
     x = x > 88.0f ? 88.0f : x;
-    float t = x * 1.44269504088896341f + 12582912.0f;  /* 1.5 * 2^23 */
-    float k = t - 12582912.0f;
+    float t = x * 1.44269504088896341f + 12583039.0f;  /* 1.5 * 2^23 + 127 */
+    float k = t - 12583039.0f;                            /* its low bits: k + 127 */
     float r = x - k * 0.693359375f;
     r = r - k * -2.12194440e-4f;
     float p = 0.00137514074f;
@@ -70,9 +70,9 @@ THN_INLINE float thn_exp_parts(float x, float* scale) {  /* q; *scale = 2^k */
     p = p * r + 0.0416695327f;
     p = p * r + 0.166665182f;
     p = p * r + 0.499999881f;
-    int32_t bits;
+    uint32_t bits;
     memcpy(&bits, &t, sizeof bits);
-    bits = (bits - 0x4B400000 + 127) << 23;
+    bits <<= 23;
     memcpy(scale, &bits, sizeof bits);
     return r + r * r * p;
 }
