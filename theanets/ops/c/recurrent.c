@@ -101,22 +101,22 @@ static thn_panels<T> thn_panels_at(int K, int N, T* buffer) {
     return w;
 }
 
-/* w[row0 + k, col0 + j] = src[k, j] (or src[j, k] when trans) for k < rows, j < cols,
- * reading src row by row; without trans, each run of columns within a panel at once */
+/* w[row0 + k, col0 + j] = src[k, j] (or src[j, k] when trans) for k < rows, j < cols:
+ * one run of columns within a panel at a time */
 template <typename T>
 static void thn_pack(thn_panels<T>& w, int row0, int col0, const T* src, npy_intp ld, int rows,
                      int cols, bool trans) {
     const int PW = thn_panels<T>::PW;
-    for (int i = 0; i < (trans ? cols : rows); ++i) {
-        const T* __restrict s = src + i * ld;
-        for (int e = 0, run; e < (trans ? rows : cols); e += run) {  /* element (k, c) of w */
-            const int k = row0 + (trans ? e : i), c = col0 + (trans ? i : e);
-            T* __restrict p = w.p + ((npy_intp)(c / PW) * w.K + k) * PW + c % PW;
-            run = trans ? 1 : PW - c % PW < cols - e ? PW - c % PW : cols - e;
+    const npy_intp sk = trans ? 1 : ld, sj = trans ? ld : 1;  /* src strides of k and j */
+    for (int k = 0; k < rows; ++k)
+        for (int j = 0, run; j < cols; j += run) {
+            const int c = col0 + j;
+            T* __restrict p = w.p + ((npy_intp)(c / PW) * w.K + row0 + k) * PW + c % PW;
+            const T* __restrict s = src + k * sk + j * sj;
+            run = PW - c % PW < cols - j ? PW - c % PW : cols - j;
 #pragma omp simd
-            for (int m = 0; m < run; ++m) p[m] = s[e + m];
+            for (int m = 0; m < run; ++m) p[m] = s[m * sj];
         }
-    }
 }
 
 /* c[i, q PW + j] (+)= sum_k a[i, k] w[k, q PW + j] for i < R */
