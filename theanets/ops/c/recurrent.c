@@ -81,9 +81,15 @@ static void thn_batch_parallel(const thn_rec_args& a, F body) {
  * it compiles for. One core, float32, 16 x 256 rows by 256 x 1024 weights:
  * 42 us with AVX-512 (OpenBLAS, its SkylakeX kernels: 108 us), 87 us with AVX2
  * only (OpenBLAS, Haswell kernels: 103 us). */
+#ifdef __AVX512F__  /* a block's accumulators fill most vector registers: 32 of 64 bytes */
+enum { THN_PANEL_BYTES = 128, THN_BLOCK_ROWS = 8 };
+#else  /* 16 of 32 bytes (AVX2) */
+enum { THN_PANEL_BYTES = 64, THN_BLOCK_ROWS = 6 };
+#endif
+
 template <typename T>
 struct thn_panels {
-    enum { PW = 128 / sizeof(T) };  /* two 64-byte vectors */
+    enum { PW = THN_PANEL_BYTES / sizeof(T) };
     int K, N;
     T* p;
 };
@@ -156,8 +162,10 @@ static void thn_panels_mul(const thn_panels<T>& w, int rows, const T* a, npy_int
                            npy_intp ldc, bool add) {
     for (int q = 0; q * thn_panels<T>::PW < w.N; ++q) {
         int r = 0;
-        for (; r + 8 <= rows; r += 8) thn_panel_block<T, 8>(w, q, a + r * lda, lda, c + r * ldc, ldc, add);
+        for (; r + THN_BLOCK_ROWS <= rows; r += THN_BLOCK_ROWS)
+            thn_panel_block<T, THN_BLOCK_ROWS>(w, q, a + r * lda, lda, c + r * ldc, ldc, add);
         for (; r + 4 <= rows; r += 4) thn_panel_block<T, 4>(w, q, a + r * lda, lda, c + r * ldc, ldc, add);
+        for (; r + 2 <= rows; r += 2) thn_panel_block<T, 2>(w, q, a + r * lda, lda, c + r * ldc, ldc, add);
         for (; r < rows; ++r) thn_panel_block<T, 1>(w, q, a + r * lda, lda, c + r * ldc, ldc, add);
     }
 }
