@@ -107,21 +107,20 @@ static thn_panels<T> thn_panels_at(int K, int N, T* buffer) {
     return w;
 }
 
-/* w[row0 + k, col0 + j] = src[k, j] (or src[j, k] when trans) for k < rows, j < cols:
- * one run of columns within a panel at a time */
+/* w[row0 + k, col0 + j] = src[k, j] (or src[j, k] when trans) for k < rows, j < cols,
+ * reading src row by row: a run of columns within a panel (or, with trans, a column) at once */
 template <typename T>
 static void thn_pack(thn_panels<T>& w, int row0, int col0, const T* src, npy_intp ld, int rows,
                      int cols, bool trans) {
-    const int PW = thn_panels<T>::PW;
-    const npy_intp sk = trans ? 1 : ld, sj = trans ? ld : 1;  /* src strides of k and j */
-    for (int k = 0; k < rows; ++k)
-        for (int j = 0, run; j < cols; j += run) {
-            const int c = col0 + j;
-            T* __restrict p = w.p + ((npy_intp)(c / PW) * w.K + row0 + k) * PW + c % PW;
-            const T* __restrict s = src + k * sk + j * sj;
-            run = PW - c % PW < cols - j ? PW - c % PW : cols - j;
+    const int PW = thn_panels<T>::PW, step = trans ? PW : 1;  /* w's stride along a src row */
+    for (int i = 0; i < (trans ? cols : rows); ++i)
+        for (int e = 0, run; e < (trans ? rows : cols); e += run) {  /* element (k, c) of w */
+            const int k = row0 + (trans ? e : i), c = col0 + (trans ? i : e);
+            T* __restrict p = w.p + ((npy_intp)(c / PW) * w.K + k) * PW + c % PW;
+            const T* __restrict s = src + i * ld + e;
+            run = trans ? rows : PW - c % PW < cols - e ? PW - c % PW : cols - e;
 #pragma omp simd
-            for (int m = 0; m < run; ++m) p[m] = s[m * sj];
+            for (int m = 0; m < run; ++m) p[m * step] = s[m];
         }
 }
 
