@@ -77,14 +77,20 @@ static void thn_batch_parallel(const thn_rec_args& a, F body) {
  * p + q K PW as K rows of PW values (zeros past column N). thn_panels_mul
  * multiplies blocks of rows by one panel at a time, the block's accumulators
  * (R rows x PW) in vector registers: a loop the compiler vectorizes for the CPU
- * it compiles for. One core, float32, 16 x 256 rows by 256 x 1024 weights:
- * 42 us with AVX-512 (OpenBLAS, its SkylakeX kernels: 108 us), 87 us with AVX2
- * only (OpenBLAS, Haswell kernels: 103 us). */
+ * it compiles for. One core, float32, 16 x 256 rows by 256 x 1024 weights, alone
+ * in a loop: 32 us with AVX-512 (OpenBLAS, its SkylakeX kernels: 108 us), 77 us
+ * with AVX2 only (OpenBLAS, Haswell kernels: 103 us). */
+#ifdef __AVX512F__  /* accumulators: 8 x 2 of the 32 vector registers */
+enum { THN_PANEL_BYTES = 128, THN_BLOCK_ROWS = 8 };
+#else  /* 6 x 2 of the 16 of AVX2 (8 x 4 would spill to the stack: 85 us) */
+enum { THN_PANEL_BYTES = 64, THN_BLOCK_ROWS = 6 };
+#endif
+
 template <typename T>
 struct thn_panels {
-    enum { PW = 128 / sizeof(T) };  /* two 64-byte vectors */
+    enum { PW = THN_PANEL_BYTES / sizeof(T) };
     int K, N;
-    T* p;
+    T* p;  /* thn_panels_size<T>(K, N) values, zeroed before packing */
 };
 
 template <typename T>
@@ -93,26 +99,21 @@ static size_t thn_panels_size(int K, int N) {
     return (size_t)K * ((N + PW - 1) / PW) * PW;
 }
 
-/* Panels over `buffer` (thn_panels_size values, zeroed). */
-template <typename T>
-static thn_panels<T> thn_panels_at(int K, int N, T* buffer) {
-    thn_panels<T> w = {K, N, buffer};
-    return w;
-}
-
 /* w[row0 + k, col0 + j] = src[k, j] (or src[j, k] when trans) for k < rows, j < cols,
- * reading src row by row */
+ * reading src row by row: a run of columns within a panel (or, with trans, a column) at once */
 template <typename T>
 static void thn_pack(thn_panels<T>& w, int row0, int col0, const T* src, npy_intp ld, int rows,
                      int cols, bool trans) {
-    const int PW = thn_panels<T>::PW;
-    for (int i = 0; i < (trans ? cols : rows); ++i) {
-        const T* __restrict s = src + i * ld;
-        for (int e = 0; e < (trans ? rows : cols); ++e) {  /* element (k, j) of w's block */
-            const int k = trans ? e : i, c = col0 + (trans ? i : e);
-            w.p[((npy_intp)(c / PW) * w.K + row0 + k) * PW + c % PW] = s[e];
+    const int PW = thn_panels<T>::PW, step = trans ? PW : 1;  /* w's stride along a src row */
+    for (int i = 0; i < (trans ? cols : rows); ++i)
+        for (int e = 0, run; e < (trans ? rows : cols); e += run) {  /* element (k, c) of w */
+            const int k = row0 + (trans ? e : i), c = col0 + (trans ? i : e);
+            T* __restrict p = w.p + ((npy_intp)(c / PW) * w.K + k) * PW + c % PW;
+            const T* __restrict s = src + i * ld + e;
+            run = trans ? rows : PW - c % PW < cols - e ? PW - c % PW : cols - e;
+#pragma omp simd
+            for (int m = 0; m < run; ++m) p[m * step] = s[m];
         }
-    }
 }
 
 /* c[i, q PW + j] (+)= sum_k a[i, k] w[k, q PW + j] for i < R */
@@ -152,8 +153,10 @@ static void thn_panels_mul(const thn_panels<T>& w, int rows, const T* a, npy_int
                            npy_intp ldc, bool add) {
     for (int q = 0; q * thn_panels<T>::PW < w.N; ++q) {
         int r = 0;
-        for (; r + 8 <= rows; r += 8) thn_panel_block<T, 8>(w, q, a + r * lda, lda, c + r * ldc, ldc, add);
+        for (; r + THN_BLOCK_ROWS <= rows; r += THN_BLOCK_ROWS)
+            thn_panel_block<T, THN_BLOCK_ROWS>(w, q, a + r * lda, lda, c + r * ldc, ldc, add);
         for (; r + 4 <= rows; r += 4) thn_panel_block<T, 4>(w, q, a + r * lda, lda, c + r * ldc, ldc, add);
+        for (; r + 2 <= rows; r += 2) thn_panel_block<T, 2>(w, q, a + r * lda, lda, c + r * ldc, ldc, add);
         for (; r < rows; ++r) thn_panel_block<T, 1>(w, q, a + r * lda, lda, c + r * ldc, ldc, add);
     }
 }
@@ -259,10 +262,11 @@ static void thn_window_grad(const thn_rec_args& a, const T* l, int ldl, const T*
                             int rows, int cols, T* dw, int ldw) {
     const npy_intp first = a.steps - a.window, B = a.batch;
     thn_parallel(rows, 8, a.threads, [&](int r0, int r1, int) {
-        for (int i = r0; i < r1; ++i) memset(dw + (npy_intp)i * ldw, 0, cols * sizeof(T));
         if (a.window > 0 && B > 0)
             thn_gemm(true, false, r1 - r0, cols, (int)(a.window * B), (T)1, l + first * B * ldl + r0,
-                     ldl, g + first * B * ldg, ldg, (T)1, dw + (npy_intp)r0 * ldw, ldw);
+                     ldl, g + first * B * ldg, ldg, (T)0, dw + (npy_intp)r0 * ldw, ldw);
+        else
+            for (int i = r0; i < r1; ++i) memset(dw + (npy_intp)i * ldw, 0, cols * sizeof(T));
     });
 }
 
@@ -292,7 +296,7 @@ static int thn_rnn_forward(const thn_rec_args& a) {
     thn_scratch s(sizeof(T) * (Bn + thn_panels_size<T>(n, n)));
     if (!s.p) return -1;
     const T* h0 = thn_state<T>(a, RNN_H0, (T*)s.p);
-    thn_panels<T> hh = thn_panels_at<T>(n, n, (T*)s.p + Bn);
+    thn_panels<T> hh = {n, n, (T*)s.p + Bn};
     thn_pack(hh, 0, 0, (const T*)a.in[RNN_HH], n, n, n, false);
     const thn_rows<T> x = thn_in<T>(a, RNN_X);
     T *h = thn_out<T>(a, RNN_H), *pre = thn_out<T>(a, RNN_PRE);
@@ -314,7 +318,7 @@ static int thn_rnn_backward(const thn_rec_args& a) {
     if (!s.p) return -1;
     T* carry = (T*)s.p;  /* gradient arriving at h_t from step t + 1 */
     const T* h0 = thn_state<T>(a, RNNB_H0, carry + Bn);
-    thn_panels<T> hhT = thn_panels_at<T>(n, n, carry + 2 * Bn);
+    thn_panels<T> hhT = {n, n, carry + 2 * Bn};
     thn_pack(hhT, 0, 0, (const T*)a.in[RNNB_HH], n, n, n, true);
     const T *h = (const T*)a.in[RNNB_H], *pre = (const T*)a.in[RNNB_PRE];
     const thn_rows<T> gh = thn_in<T>(a, RNNB_GH), gpre = thn_in<T>(a, RNNB_GPRE);
@@ -352,10 +356,10 @@ template <typename T>
 static int thn_gate_panels(const thn_rec_args& a, int hh, int hr, int hz, bool trans, T* buffer,
                            thn_panels<T>* whh, thn_panels<T>* wg) {
     const int n = a.n, k = (a.in[hr] != NULL) + (a.in[hz] != NULL), mats[2] = {hr, hz};
-    *whh = thn_panels_at<T>(n, n, buffer);
+    *whh = thn_panels<T>{n, n, buffer};
     thn_pack(*whh, 0, 0, (const T*)a.in[hh], n, n, n, trans);
-    *wg = trans ? thn_panels_at<T>(k * n, n, buffer + thn_panels_size<T>(n, n))
-                : thn_panels_at<T>(n, k * n, buffer + thn_panels_size<T>(n, n));
+    *wg = trans ? thn_panels<T>{k * n, n, buffer + thn_panels_size<T>(n, n)}
+                : thn_panels<T>{n, k * n, buffer + thn_panels_size<T>(n, n)};
     for (int m = 0, at = 0; m < 2; ++m)
         if (a.in[mats[m]]) {
             thn_pack(*wg, trans ? at : 0, trans ? 0 : at, (const T*)a.in[mats[m]], n, n, n, trans);
@@ -509,7 +513,7 @@ static int thn_lstm_forward(const thn_rec_args& a) {
     if (!s.p) return -1;
     const T* h0 = thn_state<T>(a, LSTM_H0, (T*)s.p);
     const T* c0 = thn_state<T>(a, LSTM_C0, (T*)s.p + Bn);
-    thn_panels<T> hh = thn_panels_at<T>(n, G, (T*)s.p + 2 * Bn);
+    thn_panels<T> hh = {n, G, (T*)s.p + 2 * Bn};
     thn_pack(hh, 0, 0, (const T*)a.in[LSTM_HH], G, n, G, false);
     const T *ci = (const T*)a.in[LSTM_CI], *cf = (const T*)a.in[LSTM_CF];
     const T* co = (const T*)a.in[LSTM_CO];
@@ -526,18 +530,20 @@ static int thn_lstm_forward(const thn_rec_args& a) {
                 T* __restrict gb = g + (npy_intp)b * G;
                 T *__restrict cb = c + o + (npy_intp)b * n, *__restrict hb = h + o + (npy_intp)b * n;
 #pragma omp simd
-                for (int j = 0; j < n; ++j) {
+                for (int j = 0; j < n; ++j) {  /* two passes: shorter chains, fewer registers */
                     const T i = thn_sigmoid(gb[j] + xr[j] + cpb[j] * ci[j]);
                     const T f = thn_sigmoid(gb[n + j] + xr[n + j] + cpb[j] * cf[j]);
                     const T u = thn_tanh(gb[2 * n + j] + xr[2 * n + j]);
-                    const T cc = f * cpb[j] + i * u;
-                    const T og = thn_sigmoid(gb[3 * n + j] + xr[3 * n + j] + cc * co[j]);
                     gb[j] = i;
                     gb[n + j] = f;
                     gb[2 * n + j] = u;
+                    cb[j] = f * cpb[j] + i * u;
+                }
+#pragma omp simd
+                for (int j = 0; j < n; ++j) {
+                    const T og = thn_sigmoid(gb[3 * n + j] + xr[3 * n + j] + cb[j] * co[j]);
                     gb[3 * n + j] = og;
-                    cb[j] = cc;
-                    hb[j] = og * thn_tanh(cc);
+                    hb[j] = og * thn_tanh(cb[j]);
                 }
             }
         }
@@ -556,7 +562,7 @@ static int thn_lstm_backward(const thn_rec_args& a) {
     const T* h0 = thn_state<T>(a, LSTMB_H0, dc_carry + Bn);
     const T* c0 = thn_state<T>(a, LSTMB_C0, dc_carry + 2 * Bn);
     T* peep = dc_carry + 3 * Bn;  /* each chunk's sums for d ci, d cf, d co */
-    thn_panels<T> hhT = thn_panels_at<T>(G, n, peep + 3 * n * chunks);
+    thn_panels<T> hhT = {G, n, peep + 3 * n * chunks};
     thn_pack(hhT, 0, 0, (const T*)a.in[LSTMB_HH], G, G, n, true);
     const T *ci = (const T*)a.in[LSTMB_CI], *cf = (const T*)a.in[LSTMB_CF];
     const T *co = (const T*)a.in[LSTMB_CO], *h = (const T*)a.in[LSTMB_H];
@@ -622,9 +628,9 @@ template <typename T>
 static void thn_mrnn_panels(const thn_rec_args& a, int hf, int fh, bool trans, T* buffer,
                             thn_panels<T>* whf, thn_panels<T>* wfh) {
     const int n = a.n, F = a.factors;
-    *whf = trans ? thn_panels_at<T>(F, n, buffer) : thn_panels_at<T>(n, F, buffer);
-    *wfh = trans ? thn_panels_at<T>(n, F, buffer + thn_panels_size<T>(F, n))
-                 : thn_panels_at<T>(F, n, buffer + thn_panels_size<T>(n, F));
+    *whf = trans ? thn_panels<T>{F, n, buffer} : thn_panels<T>{n, F, buffer};
+    *wfh = trans ? thn_panels<T>{n, F, buffer + thn_panels_size<T>(F, n)}
+                 : thn_panels<T>{F, n, buffer + thn_panels_size<T>(n, F)};
     thn_pack(*whf, 0, 0, (const T*)a.in[hf], F, trans ? F : n, trans ? n : F, trans);
     thn_pack(*wfh, 0, 0, (const T*)a.in[fh], n, trans ? n : F, trans ? F : n, trans);
 }
