@@ -50,8 +50,7 @@ struct thn_rows {  /* rows of a (T, B, k) or (B, k) input */
 
 template <typename T>
 static thn_rows<T> thn_in(const thn_rec_args& a, int k) {
-    thn_rows<T> r = {(const T*)a.in[k], a.ts[k], a.bs[k]};
-    return r;
+    return thn_rows<T>{(const T*)a.in[k], a.ts[k], a.bs[k]};
 }
 
 template <typename T>
@@ -426,10 +425,10 @@ static int thn_gated_forward(const thn_rec_args& a) {
 
 template <typename T, bool RESET, bool GIVEN>
 static int thn_gated_backward(const thn_rec_args& a) {
-    const int n = a.n;
-    const npy_intp Bn = (npy_intp)a.batch * n;
-    thn_scratch s(sizeof(T) * (3 * Bn + thn_gate_panels_size<T>(n)));
+    const npy_intp Bn = (npy_intp)a.batch * a.n;
+    thn_scratch s(sizeof(T) * (3 * Bn + thn_gate_panels_size<T>(a.n)));
     if (!s.p) return -1;
+    const int n = a.n;
     T* carry = (T*)s.p;   /* gradient arriving at h_t from step t + 1 */
     T* drh = carry + Bn;  /* gradient of r * h_{t-1} */
     const T* h0 = thn_state<T>(a, GATEB_H0, drh + Bn);
