@@ -29,8 +29,8 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.link.c.op import COp
 
-__all__ = ['CSourceOp', 'OpInputError', 'float_inputs', 'c_source', 'blas_flags', 'portable', 'threads', 'jax_twin',
-           'register_jax_twins', 'warn_once']
+__all__ = ['CSourceOp', 'OpInputError', 'float_inputs', 'c_source', 'blas_flags', 'portable',
+           'threads', 'jax_twin', 'register_jax_twins', 'warn_once']
 
 log = logging.getLogger(__name__)
 

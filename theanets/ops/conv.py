@@ -50,13 +50,12 @@ reference) and a JAX twin (``jax.lax.conv_general_dilated``,
 ``jax.lax.reduce_window``, and ``jax.vjp`` for the gradients), so the same
 graph compiles in every mode. :class:`ConvOp` and :class:`PoolOp` have no
 ``infer_shape``: shapes of their outputs are read from the outputs, as JAX
-needs (it traces shape arithmetic into arrays, not integers). Settings (border mode, strides, pool size, mode)
-reach the C code as op parameters, not as source text: one compiled module
-serves every setting.
+needs (it traces shape arithmetic into arrays, not integers). Settings (border
+mode, strides, pool size, mode) reach the C code as op parameters, not as source
+text: one compiled module serves every setting.
 """
 
 import numpy as np
-import pytensor
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
 from pytensor.link.c.params_type import ParamsType

@@ -371,12 +371,12 @@ _C_DIMS = {'T': 'THN_T', 'B': 'THN_B', 'b': 'THN_B1', 'F': 'THN_F', 'K': 'THN_K'
 def _c_layouts(layout, inputs=None):
     """C initializers of the ``thn_layout`` of each array of ``layout`` (c/recurrent.c);
     an output "=name" is shaped like input ``name`` of the layout ``inputs``."""
-    items = []
+    items, ins = [], _parse(inputs or '')
     for a in _parse(layout):
         a = a or _Array('', (), False, False)
-        like = [b and b.name for b in _parse(inputs)].index(a.dims[0][1:]) \
+        like = [b and b.name for b in ins].index(a.dims[0][1:]) \
             if a.dims and a.dims[0].startswith('=') else -1
-        dims = _parse(inputs)[like].dims if like >= 0 else a.dims
+        dims = ins[like].dims if like >= 0 else a.dims
         codes = [_C_DIMS.get(d) or str(int(d[:-1] or 1)) for d in dims] + ['0'] * (3 - len(dims))
         items.append('{{"{}", {}, {}, {}, {}, {{{}}}}}'.format(
             a.name, len(dims), str(a.strided).lower(), str(a.optional).lower(), like,
