@@ -293,6 +293,14 @@ def test_allow_nonfinite_warns_instead_of_raising_in_predict():
     assert np.isnan(out[0]).all() and np.isfinite(out[1:]).all()
 
 
+def test_finite_values_whose_sum_overflows_are_accepted():
+    # the finite check sums first; an overflowing sum must not count as a bad value
+    big = np.full((8, 4), 3e38, 'f')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # neither a NonFiniteDataWarning nor numpy's overflow
+        assert R([4, 2]).predict(big).shape == (8, 2)
+
+
 def test_allow_nonfinite_warns_in_train_and_decode():
     net = A([4, 3, 4])
     with pytest.warns(NonFiniteDataWarning, match="input 'in' holds"):

@@ -263,6 +263,26 @@ def test_one_compile_serves_every_length_and_batch_size():
             np.testing.assert_array_equal(g_c, 0)
 
 
+def test_outputs_are_written_again_only_once_nobody_holds_them():
+    # CSourceOp.c_code keeps each node's last outputs and reuses them (fresh memory
+    # page-faults), but never an array the caller still holds
+    x, hh = pt.tensor3('x'), pt.matrix('hh')
+    fn = pytensor.function([x, hh], rec.rnn(x, hh)[0], mode='CVM')
+    rng = np.random.RandomState(5)
+    w = (0.3 * rng.randn(N, N)).astype('f')
+    x1, x2 = rng.randn(2, T, B, N).astype('f')
+    first = fn(x1, w)
+    held = first.copy()
+    second = fn(x2, w)
+    assert not np.shares_memory(first, second)
+    np.testing.assert_array_equal(first, held)
+    address = second.ctypes.data
+    del second
+    third = fn(x1, w)
+    assert third.ctypes.data == address
+    np.testing.assert_array_equal(third, held)
+
+
 @pytest.mark.parametrize('mode', ['CVM', PY_MODE], ids=['C', 'NumPy'])
 def test_shape_errors_name_the_op_the_input_and_the_shapes(mode):
     x, hh, h0 = pt.tensor3('x'), pt.matrix('hh'), pt.matrix('h0')

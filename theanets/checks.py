@@ -70,8 +70,9 @@ def _check_finite(array, what, allow_nonfinite):
     if not np.issubdtype(array.dtype, np.floating):
         return
     data = array.data if scipy.sparse.issparse(array) else array
-    if np.isfinite(np.add.reduce(data, axis=None)):  # else a NaN, an infinity or overflow
-        return
+    with np.errstate(over='ignore', invalid='ignore'):
+        if np.isfinite(np.add.reduce(data, axis=None)):  # else a NaN, an infinity or overflow
+            return
     bad = data.size - int(np.isfinite(data).sum())
     if not bad:
         return
