@@ -193,7 +193,8 @@ class CSourceOp(COp):
         x86 = platform.machine().lower() in ('x86_64', 'amd64')
         return ['-fopenmp-simd', '-fno-trapping-math'] + (
             ['-mno-avx512f'] if portable() and x86 else []) + (
-            blas_flags()[2] if self.USES_BLAS else [])
+            blas_flags()[2] if self.USES_BLAS else []) + (
+            ['-pthread'] if 'parallel.c' in self.C_SOURCES else [])
 
     def c_no_compile_args(self, c_compiler=None, **kwargs):
         """On the portable path, drop the AVX-512 flags PyTensor adds for this CPU.

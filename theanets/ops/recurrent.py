@@ -449,8 +449,6 @@ class _RecurrentBase(CSourceOp):
             act=ACTIVATIONS[self.activation], bptt=self.bptt_limit, keep=int(self.keep_cache),
             threads=threads())
 
-    def c_compile_args(self, **kwargs):  # the threads of c/parallel.c
-        return super().c_compile_args(**kwargs) + ['-pthread']
 
     def make_node(self, *inputs):
         entries = self._inputs()

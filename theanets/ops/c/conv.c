@@ -63,40 +63,37 @@ static void thn_conv_copy(const thn_conv_args& g, T* x, T* P, npy_intp r0, npy_i
     }
 }
 
-/* The patches of output rows [r0, r1) as columns: PT (K x M, M = r1 - r0), PT[t][r - r0]
- * for t = (u fh + v) C + c. Along one output line (b, i) a tap reads x every sh C
- * entries: with one channel and stride 1, one run of x. For few channels (C fh small)
- * the runs of thn_conv_copy would be a few values long. */
+/* The patches of output rows [r0, r1) as columns: PT (K x M, M = r1 - r0, rows ld
+ * apart), PT[t][r - r0] for t = (u fh + v) C + c. Along one output line (b, i) a tap
+ * reads x every sh C entries: with one channel and stride 1, one run of x. For few
+ * channels (C fh small) the runs of thn_conv_copy would be a few values long. */
 template <typename T>
-static void thn_conv_columns(const thn_conv_args& g, const T* x, T* PT, npy_intp r0,
-                             npy_intp r1) {
-    const npy_intp M = r1 - r0, step = g.sh * g.C;
+static void thn_conv_columns(const thn_conv_args& g, const T* x, T* PT, npy_intp ld,
+                             npy_intp r0, npy_intp r1) {
+    const npy_intp step = g.sh * g.C, sh = g.sh;
     for (npy_intp r = r0; r < r1;) {
         const npy_intp b = r / (g.Wo * g.Ho), i = r / g.Ho % g.Wo, j0 = r % g.Ho;
         const int len = (int)(g.Ho - j0 < r1 - r ? g.Ho - j0 : r1 - r);  /* this line's rows */
-        for (npy_intp u = 0; u < g.fw; ++u) {
-            const npy_intp xi = i * g.sw + u - g.pw;
-            for (npy_intp v = 0; v < g.fh; ++v) {
-                /* q in [lo, hi): y = y0 + q sh inside [0, H) */
-                const npy_intp y0 = j0 * g.sh + v - g.ph;
-                int lo = 0, hi = 0;
-                if (xi >= 0 && xi < g.W && y0 < g.H) {
-                    lo = y0 < 0 ? (int)((-y0 + g.sh - 1) / g.sh) : 0;
-                    hi = (int)((g.H - 1 - y0) / g.sh + 1);
-                    hi = hi < len ? hi : len;
-                    lo = lo < hi ? lo : hi;
-                }
+        for (npy_intp v = 0; v < g.fh; ++v) {
+            /* q in [lo, hi): y = y0 + q sh inside [0, H), the same for every u */
+            const npy_intp y0 = j0 * sh + v - g.ph;
+            const npy_intp first = y0 >= 0 ? 0 : sh == 1 ? -y0 : (-y0 + sh - 1) / sh;
+            const npy_intp past = y0 >= g.H ? 0 : sh == 1 ? g.H - y0 : (g.H - 1 - y0) / sh + 1;
+            const int hi_v = (int)(past < len ? past : len);
+            const int lo_v = (int)(first < hi_v ? first : hi_v);
+            for (npy_intp u = 0; u < g.fw; ++u) {
+                const npy_intp xi = i * g.sw + u - g.pw;
+                const bool inside = xi >= 0 && xi < g.W;
+                const int lo = inside ? lo_v : 0, hi = inside ? hi_v : 0;
+                const T* s = hi > lo ? x + ((b * g.W + xi) * g.H + y0 + lo * sh) * g.C : x;
                 for (npy_intp c = 0; c < g.C; ++c) {
-                    T* __restrict d = PT + ((u * g.fh + v) * g.C + c) * M + (r - r0);
+                    T* __restrict d = PT + ((u * g.fh + v) * g.C + c) * ld + (r - r0);
+                    const T* __restrict sc = s + c;
                     for (int q = 0; q < lo; ++q) d[q] = 0;
-                    if (hi > lo) {
-                        const T* __restrict s =
-                            x + ((b * g.W + xi) * g.H + y0 + lo * g.sh) * g.C + c;
-                        if (step == 1)
-                            for (int q = lo; q < hi; ++q) d[q] = s[q - lo];
-                        else
-                            for (int q = lo; q < hi; ++q) d[q] = s[(q - lo) * step];
-                    }
+                    if (step == 1)
+                        for (int q = lo; q < hi; ++q) d[q] = sc[q - lo];
+                    else
+                        for (int q = lo; q < hi; ++q) d[q] = sc[(q - lo) * step];
                     for (int q = hi; q < len; ++q) d[q] = 0;
                 }
             }
@@ -134,7 +131,10 @@ static int thn_conv_kernel(const thn_conv_args& g, int which, T* x, T* w, T* y) 
             : chunk > THN_CONV_MAX_ROWS && capped ? THN_CONV_MAX_ROWS : chunk;
     const npy_intp chunks = (rows + chunk - 1) / chunk;  /* evened out over the rows */
     if (chunks > 0) chunk = (rows + chunks - 1) / chunks;
-    T* Km = (T*)malloc(sizeof(T) * (size_t)(K * n + chunk * K + 1));
+    /* patches in columns: rows a cache line longer than a chunk, so that the K rows
+     * written side by side do not share cache sets */
+    const npy_intp ld = columns ? chunk + 64 / (npy_intp)sizeof(T) : K;
+    T* Km = (T*)malloc(sizeof(T) * (size_t)(K * n + ld * (columns ? K : chunk) + 1));
     if (!Km) {
         PyErr_NoMemory();
         return -1;
@@ -145,15 +145,15 @@ static int thn_conv_kernel(const thn_conv_args& g, int which, T* x, T* w, T* y) 
     for (npy_intp r0 = 0; r0 < rows; r0 += chunk) {
         const int M = (int)(rows - r0 < chunk ? rows - r0 : chunk);
         T* yr = y + r0 * n;
-        if (columns) thn_conv_columns<T>(g, x, P, r0, r0 + M);
+        if (columns) thn_conv_columns<T>(g, x, P, ld, r0, r0 + M);
         else if (which != THN_CONV_INPUTS) thn_conv_copy<T, true>(g, x, P, r0, r0 + M);
         if (which == THN_CONV_FORWARD) {
-            thn_gemm(columns, false, M, n, K, (T)1, P, columns ? M : K, Km, n, (T)0, yr, n);
+            thn_gemm(columns, false, M, n, K, (T)1, P, (int)ld, Km, n, (T)0, yr, n);
         } else if (which == THN_CONV_INPUTS) {
             thn_gemm(false, false, M, K, n, (T)1, yr, n, Km, K, (T)0, P, K);  /* Km^T */
             thn_conv_copy<T, false>(g, x, P, r0, r0 + M);
         } else {
-            thn_gemm(!columns, false, K, n, M, (T)1, P, columns ? M : K, yr, n, (T)1, Km, n);
+            thn_gemm(!columns, false, K, n, M, (T)1, P, (int)ld, yr, n, (T)1, Km, n);
         }
     }
     if (which == THN_CONV_WEIGHTS) thn_conv_kernel_matrix<T, false>(g, w, Km, false);
