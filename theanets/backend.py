@@ -101,7 +101,7 @@ def _configure():
 _configure()
 # OpenBLAS worker threads otherwise spin after each call and compete with the
 # threads of the fused recurrent ops; read once, when OpenBLAS loads.
-os.environ.setdefault('OPENBLAS_THREAD_TIMEOUT', '4')
+os.environ.setdefault('OPENBLAS_THREAD_TIMEOUT', '16')
 
 with warnings.catch_warnings():
     warnings.simplefilter('ignore')

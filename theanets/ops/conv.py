@@ -34,16 +34,15 @@ element equal to its window's maximum (as in Theano).
 
 Operations
 ----------
-:class:`ConvOp` (``c/conv.c``) copies the patches of a cache-sized chunk of
-output positions at a time and multiplies them with the flipped kernel in one
-BLAS product per chunk; :class:`ConvGradInputsOp` and :class:`ConvGradWeightsOp`
-do the same for ``dx`` and ``dw``, so a graph computes only the gradients it
-uses (the first layer's ``dx`` not at all). :class:`PoolOp` and
-:class:`PoolGradOp` (``c/pool.c``) are loops over the windows. Gradient ops are
-differentiable in turn (the gradient of a convolution's gradient is again one
-of the three convolutions; pooling's gradient is linear, and its transpose is
-a :class:`PoolGradOp` too), so Hessian-vector products (ESGD) work. One-dimensional
-convolution and pooling run the 2-D ops on a size-1 width axis.
+:class:`ConvOp` (``c/conv.c``) splits the output positions among threads, each
+multiplying the patches of a cache-sized chunk at a time with the flipped kernel
+in one single-threaded BLAS product; :class:`ConvGradInputsOp` and
+:class:`ConvGradWeightsOp` do the same for ``dx`` and ``dw``, so a graph computes
+only the gradients it uses. :class:`PoolOp` and :class:`PoolGradOp` (``c/pool.c``)
+are loops over the windows. Gradient ops are differentiable in turn (a
+convolution's gradient's gradient is one of the three convolutions; pooling's
+gradient is linear, its transpose a :class:`PoolGradOp` too), so Hessian-vector
+products (ESGD) work. 1-D convolution and pooling run the 2-D ops on a size-1 axis.
 
 Each op has three faces: C (PyTensor's C modes), a NumPy ``perform`` (the
 reference) and a JAX twin (``jax.lax.conv_general_dilated``,
@@ -62,12 +61,11 @@ from pytensor.link.c.params_type import ParamsType
 from pytensor.scalar import int32
 from pytensor.tensor.type import TensorType
 
-from .base import CSourceOp, float_inputs, jax_twin
+from .base import CSourceOp, float_inputs, jax_twin, threads
 
 __all__ = ['conv1d', 'conv2d', 'pool1d', 'pool2d', 'padding', 'output_length',
-           'output_shape', 'pool_output_shape', 'check_border_mode',
-           'check_pool_mode', 'check_ints',
-           'ConvOp', 'ConvGradInputsOp', 'ConvGradWeightsOp', 'PoolOp', 'PoolGradOp',
+           'output_shape', 'pool_output_shape', 'check_border_mode', 'check_pool_mode',
+           'check_ints', 'ConvOp', 'ConvGradInputsOp', 'ConvGradWeightsOp', 'PoolOp', 'PoolGradOp',
            'BORDER_MODES', 'POOL_MODES']
 
 #: in the order of ``enum thn_border`` (c/theanets.h)
@@ -250,10 +248,10 @@ class _Conv(CSourceOp):
         Steps along W and H.
     """
 
-    C_SOURCES = ('conv.c',)
+    C_SOURCES = ('parallel.c', 'conv.c')
     USES_BLAS = True
     __props__ = ('border_mode', 'stride')
-    params_type = ParamsType(border=int32, sw=int32, sh=int32)
+    params_type = ParamsType(border=int32, sw=int32, sh=int32, threads=int32)
     WHICH = None  # enum thn_conv_which
     REFERENCE = None  # the NumPy implementation
     NAMES = ('x (B, W, H, C)', 'w (n, C, fw, fh)', "dout (B, W', H', n)")
@@ -265,7 +263,7 @@ class _Conv(CSourceOp):
     def get_params(self, node):
         return self.params_type.get_params(
             border=np.int32(BORDER_MODES.index(self.border_mode)),
-            sw=np.int32(self.stride[0]), sh=np.int32(self.stride[1]))
+            sw=np.int32(self.stride[0]), sh=np.int32(self.stride[1]), threads=threads())
 
     def _node(self, inputs, output_type):
         inputs = float_inputs(type(self).__name__, self.NAMES, inputs, [4] * 3)
@@ -295,7 +293,7 @@ class _Conv(CSourceOp):
     def c_call(self, node, inputs, outputs, sub):
         dout = inputs[2] if len(inputs) > 2 else 'NULL'
         return 'thn_conv({which}, {x}, {w}, {dout}, &{res}, {p}->border, {p}->sw, {p}->sh, ' \
-               '"{op}")'.format(which=self.WHICH, x=inputs[0], w=inputs[1], dout=dout,
+               '{p}->threads, "{op}")'.format(which=self.WHICH, x=inputs[0], w=inputs[1], dout=dout,
                                 res=outputs[0], p=sub['params'], op=type(self).__name__)
 
 
@@ -404,7 +402,6 @@ class PoolOp(_Pool):
 
     def perform(self, node, inputs, outputs, params=None):
         outputs[0][0] = np_pool2d(inputs[0], self.pool_size, self.stride, self.mode)
-
 
     def pullback(self, inputs, outputs, output_grads):
         gz = pt.cast(output_grads[0], inputs[0].dtype)

@@ -4,10 +4,11 @@
  *
  * x (B, W, H, C), w (n, C, fw, fh), out (B, Wo, Ho, n); xp is x with pw (ph) zeros in
  * front along W (H) and enough behind (theanets.h: convolution geometry). The output
- * rows r = (b, i, j) are taken a chunk at a time: their patches, one row of
- * K = fw fh C values per output row in the order (u, v, c), are copied into a
- * scratch matrix P (M x K; for few channels its transpose), and one BLAS product with
- * the flipped kernel matrix Km (K x n) does the arithmetic:
+ * rows r = (b, i, j) are split among threads, each taking its rows a chunk at a time:
+ * their patches, one row of K = fw fh C values per output row in the order (u, v, c),
+ * are copied into a scratch matrix P (M x K; for few channels its transpose), and one
+ * single-threaded BLAS product with the flipped kernel matrix Km (K x n) does the
+ * arithmetic while P is in the cache of the core that wrote it:
  *
  *   forward           out[rows] = P Km
  *   input gradient    P = dout[rows] Km^T, then added into dx where it came from
@@ -17,12 +18,12 @@
 
 enum thn_conv_which { THN_CONV_FORWARD = 0, THN_CONV_INPUTS = 1, THN_CONV_WEIGHTS = 2 };
 
-/* Rows of a chunk: about THN_CONV_CHUNK_BYTES of patches, at least MIN_ROWS. Larger
- * products amortise waking BLAS threads, but beyond a few MB the patches leave the
- * cache. The weight gradient with patches in rows takes at most MAX_ROWS: OpenBLAS's
- * P^T dout (inner dimension the rows) slows down several times beyond about a thousand
- * rows (not so PT dout, patches in columns). */
-#define THN_CONV_CHUNK_BYTES (4 << 20)
+/* Rows of a thread's chunk: about THN_CONV_CHUNK_BYTES of patches, at least MIN_ROWS
+ * (the threads' grain). The weight gradient with patches in rows takes at most MAX_ROWS:
+ * OpenBLAS's P^T dout (inner dimension the rows) slows down several times beyond about
+ * a thousand rows. (A 2-thread BLAS product of patches one thread wrote was 1.8-2.5x
+ * slower with a VM's two CPUs far apart: 380 ns for a cache line's round trip, not 85.) */
+#define THN_CONV_CHUNK_BYTES (1 << 20)
 #define THN_CONV_MIN_ROWS 64
 #define THN_CONV_MAX_ROWS 1024
 
@@ -32,6 +33,7 @@ struct thn_conv_args {
     npy_intp sw, sh;      /* strides */
     npy_intp pw, ph;      /* zeros in front of the data */
     npy_intp Wo, Ho;      /* output */
+    int threads;          /* at most */
 };
 
 /* Between x and the patches P of output rows [r0, r1): with to_patches, P = patches
@@ -88,12 +90,11 @@ static void thn_conv_columns(const thn_conv_args& g, const T* x, T* PT, npy_intp
                 const T* s = hi > lo ? x + ((b * g.W + xi) * g.H + y0 + lo * sh) * g.C : x;
                 for (npy_intp c = 0; c < g.C; ++c) {
                     T* __restrict d = PT + ((u * g.fh + v) * g.C + c) * ld + (r - r0);
-                    const T* __restrict sc = s + c;
                     for (int q = 0; q < lo; ++q) d[q] = 0;
                     if (step == 1)
-                        for (int q = lo; q < hi; ++q) d[q] = sc[q - lo];
+                        for (int q = lo; q < hi; ++q) d[q] = s[c + q - lo];
                     else
-                        for (int q = lo; q < hi; ++q) d[q] = sc[(q - lo) * step];
+                        for (int q = lo; q < hi; ++q) d[q] = s[c + (q - lo) * step];
                     for (int q = hi; q < len; ++q) d[q] = 0;
                 }
             }
@@ -120,42 +121,47 @@ static void thn_conv_kernel_matrix(const thn_conv_args& g, T* w, T* Km, bool tra
 }
 
 /* One of the three computations. x is the input (dx for THN_CONV_INPUTS, zeroed), w the
- * filters (dw for THN_CONV_WEIGHTS), y the output (dout for the gradients). */
+ * filters (dw for THN_CONV_WEIGHTS), y the output (dout for the gradients). The output
+ * rows are split among the threads (for dx by whole images, so that each adds into its
+ * own), each with its scratch P and for dw its dKm (thread 0's is Km), summed at the end. */
 template <typename T>
 static int thn_conv_kernel(const thn_conv_args& g, int which, T* x, T* w, T* y) {
-    const npy_intp K = g.fw * g.fh * g.C, n = g.n, rows = g.B * g.Wo * g.Ho;
+    const npy_intp K = g.fw * g.fh * g.C, n = g.n, rows = g.B * g.Wo * g.Ho, Kn = K * n;
     const bool columns = which != THN_CONV_INPUTS && g.C * g.fh <= 8;
-    const bool capped = which == THN_CONV_WEIGHTS && !columns;
     npy_intp chunk = THN_CONV_CHUNK_BYTES / (npy_intp)sizeof(T) / (K > 0 ? K : 1);
     chunk = chunk < THN_CONV_MIN_ROWS ? THN_CONV_MIN_ROWS
-            : chunk > THN_CONV_MAX_ROWS && capped ? THN_CONV_MAX_ROWS : chunk;
-    const npy_intp chunks = (rows + chunk - 1) / chunk;  /* evened out over the rows */
-    if (chunks > 0) chunk = (rows + chunks - 1) / chunks;
-    /* patches in columns: rows a cache line longer than a chunk, so that the K rows
-     * written side by side do not share cache sets */
-    const npy_intp ld = columns ? chunk + 64 / (npy_intp)sizeof(T) : K;
-    T* Km = (T*)malloc(sizeof(T) * (size_t)(K * n + ld * (columns ? K : chunk) + 1));
-    if (!Km) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    T* P = Km + K * n;
-    if (which == THN_CONV_WEIGHTS) memset(Km, 0, sizeof(T) * (size_t)(K * n));
+            : chunk > THN_CONV_MAX_ROWS && which == THN_CONV_WEIGHTS && !columns
+                ? THN_CONV_MAX_ROWS : chunk;
+    const npy_intp ld = columns ? chunk : K, room = K * chunk;  /* a thread's P */
+    thn_threads guard(g.threads);
+    const int sums = which == THN_CONV_WEIGHTS ? guard.count : 1;
+    T* Km = (T*)malloc(sizeof(T) * (size_t)(Kn * sums + guard.count * room + 1));
+    if (!Km) return PyErr_NoMemory(), -1;
+    if (which == THN_CONV_WEIGHTS) memset(Km, 0, sizeof(T) * (size_t)(Kn * sums));
     else thn_conv_kernel_matrix<T, true>(g, w, Km, which == THN_CONV_INPUTS);
-    for (npy_intp r0 = 0; r0 < rows; r0 += chunk) {
-        const int M = (int)(rows - r0 < chunk ? rows - r0 : chunk);
-        T* yr = y + r0 * n;
-        if (columns) thn_conv_columns<T>(g, x, P, ld, r0, r0 + M);
-        else if (which != THN_CONV_INPUTS) thn_conv_copy<T, true>(g, x, P, r0, r0 + M);
-        if (which == THN_CONV_FORWARD) {
-            thn_gemm(columns, false, M, n, K, (T)1, P, (int)ld, Km, n, (T)0, yr, n);
-        } else if (which == THN_CONV_INPUTS) {
-            thn_gemm(false, false, M, K, n, (T)1, yr, n, Km, K, (T)0, P, K);  /* Km^T */
-            thn_conv_copy<T, false>(g, x, P, r0, r0 + M);
-        } else {
-            thn_gemm(!columns, false, K, n, M, (T)1, P, (int)ld, yr, n, (T)1, Km, n);
+    const int grain = (int)(which == THN_CONV_INPUTS ? g.Wo * g.Ho : THN_CONV_MIN_ROWS);
+    thn_parallel((int)rows, grain > 0 ? grain : 1, guard.count, [=](int r0, int r1, int t) {
+        T* P = Km + Kn * sums + t * room;
+        T* dKm = Km + (sums > 1 ? t * Kn : 0);
+        const npy_intp parts = (r1 - r0 + chunk - 1) / chunk;
+        const npy_intp size = parts > 1 ? (r1 - r0 + parts - 1) / parts : chunk;
+        for (npy_intp c0 = r0; c0 < r1; c0 += size) {
+            const int M = (int)(r1 - c0 < size ? r1 - c0 : size);
+            T* yr = y + c0 * n;
+            if (columns) thn_conv_columns<T>(g, x, P, ld, c0, c0 + M);
+            else if (which != THN_CONV_INPUTS) thn_conv_copy<T, true>(g, x, P, c0, c0 + M);
+            if (which == THN_CONV_FORWARD) {
+                thn_gemm(columns, false, M, n, K, (T)1, P, (int)ld, Km, n, (T)0, yr, n);
+            } else if (which == THN_CONV_INPUTS) {
+                thn_gemm(false, false, M, K, n, (T)1, yr, n, Km, K, (T)0, P, K);  /* Km^T */
+                thn_conv_copy<T, false>(g, x, P, c0, c0 + M);
+            } else {
+                thn_gemm(!columns, false, K, n, M, (T)1, P, (int)ld, yr, n, (T)1, dKm, n);
+            }
         }
-    }
+    });
+    for (npy_intp e = sums > 1 ? 0 : Kn; e < Kn; ++e)
+        for (int t = 1; t < sums; ++t) Km[e] += Km[t * Kn + e];
     if (which == THN_CONV_WEIGHTS) thn_conv_kernel_matrix<T, false>(g, w, Km, false);
     free(Km);
     return 0;
@@ -165,7 +171,8 @@ static int thn_conv_kernel(const thn_conv_args& g, int which, T* x, T* w, T* y) 
  * output gradient dout; *res receives out, dx or dw. border is a thn_border. Returns 0,
  * or -1 with a Python error set. */
 static int thn_conv(int which, PyArrayObject* x, PyArrayObject* w, PyArrayObject* dout,
-                    PyArrayObject** res, int border, npy_intp sw, npy_intp sh, const char* op) {
+                    PyArrayObject** res, int border, npy_intp sw, npy_intp sh, int threads,
+                    const char* op) {
     const npy_intp* xd = PyArray_DIMS(x);
     const npy_intp* wd = PyArray_DIMS(w);
     char expected[160];
@@ -178,7 +185,7 @@ static int thn_conv(int which, PyArrayObject* x, PyArrayObject* w, PyArrayObject
     thn_conv_args g = {xd[0], xd[1], xd[2], xd[3], wd[0], wd[2], wd[3], sw, sh,
                        thn_pad_before(wd[2], border), thn_pad_before(wd[3], border),
                        thn_conv_out_len(xd[1], wd[2], sw, border),
-                       thn_conv_out_len(xd[2], wd[3], sh, border)};
+                       thn_conv_out_len(xd[2], wd[3], sh, border), threads};
     const npy_intp out_dims[4] = {g.B, g.Wo, g.Ho, g.n};
     if (which != THN_CONV_FORWARD && !PyArray_CompareLists(PyArray_DIMS(dout), out_dims, 4)) {
         thn_format_shape(expected, sizeof expected, 4, out_dims);
