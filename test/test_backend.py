@@ -26,6 +26,31 @@ def test_blas_is_linked_without_warning():
     assert 'BLAS' not in out.stderr
 
 
+# prints OPENBLAS_THREAD_TIMEOUT as it was when OpenBLAS (scipy_openblas32) loaded
+_TIMEOUT_AT_LOAD = """
+import builtins, os
+real, seen = builtins.__import__, []
+def spy(name, *args, **kwargs):
+    if name.startswith('scipy_openblas32') and not seen:
+        seen.append(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))
+    return real(name, *args, **kwargs)
+builtins.__import__ = spy
+import theanets
+print(seen)
+"""
+
+
+def test_openblas_thread_timeout_is_set_before_openblas_loads():
+    env = {k: v for k, v in os.environ.items() if k != 'OPENBLAS_THREAD_TIMEOUT'}
+    env['PYTENSOR_FLAGS'] = ''   # theanets then imports scipy_openblas32 to find its flags
+    out = subprocess.run([sys.executable, '-c', _TIMEOUT_AT_LOAD], capture_output=True,
+                         text=True, env=env, check=True)
+    assert out.stdout.split()[-1] == "['16']"
+    out = subprocess.run([sys.executable, '-c', _TIMEOUT_AT_LOAD], capture_output=True,
+                         text=True, env=dict(env, OPENBLAS_THREAD_TIMEOUT='8'), check=True)
+    assert out.stdout.split()[-1] == "['8']"     # the user's setting wins
+
+
 def test_set_mode_is_used_for_new_functions(monkeypatch):
     modes = []
     real = pytensor.function

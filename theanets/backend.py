@@ -98,10 +98,11 @@ def _configure():
     os.environ['PYTENSOR_FLAGS'] = ','.join(([flags] if flags else []) + extra)
 
 
-_configure()
-# OpenBLAS worker threads otherwise spin after each call and compete with the
-# threads of the fused recurrent ops; read once, when OpenBLAS loads.
+# Idle OpenBLAS threads otherwise spin for about 2^28 cycles after each product and
+# take the CPU from the threads of the C ops (docs/performance.rst). OpenBLAS reads
+# this once, when it loads: before _configure imports scipy_openblas32, which loads it.
 os.environ.setdefault('OPENBLAS_THREAD_TIMEOUT', '16')
+_configure()
 
 with warnings.catch_warnings():
     warnings.simplefilter('ignore')
