@@ -32,7 +32,6 @@ class _ProductOp(CSourceOp):
     def get_params(self, node):
         return self.params_type.get_params(threads=threads())
 
-
     def c_call(self, node, inputs, outputs, sub):
         return '{}({}, {}, &{}, {}->threads)'.format(self.C_FUNCTION, *inputs, outputs[0],
                                                      sub['params'])

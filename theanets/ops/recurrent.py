@@ -449,7 +449,6 @@ class _RecurrentBase(CSourceOp):
             act=ACTIVATIONS[self.activation], bptt=self.bptt_limit, keep=int(self.keep_cache),
             threads=threads())
 
-
     def make_node(self, *inputs):
         entries = self._inputs()
         if len(inputs) != len(entries):
