@@ -1,6 +1,7 @@
 """Tests of theanets.ops.product: 3-D x matrix products in C, NumPy and JAX, and their gradients."""
 
 import ctypes
+import logging
 import sys
 
 import numpy as np
@@ -99,3 +100,17 @@ def test_output_shapes_are_inferred():
                                                                          DotLeadingOp))]
     assert [tuple(s) for s in fn(np.zeros((2, 3, 4), 'f'), np.zeros((4, 5), 'f'))] == [
         (2, 3, 5), (4, 5)]
+
+
+def test_ops_threads_warn_once_when_the_blas_is_not_openblas(caplog, monkeypatch):
+    # the ops can hold only OpenBLAS to one thread while theirs run: elsewhere they use one
+    from theanets.ops import base
+    monkeypatch.setattr(base, '_WARNED', set())
+    monkeypatch.setenv('OMP_NUM_THREADS', '2')
+    with caplog.at_level(logging.WARNING, logger='theanets.ops.base'):
+        assert base.threads() == 2          # OpenBLAS: no warning
+        monkeypatch.setattr(base, 'blas_flags', lambda: (['mkl_rt'], [], []))
+        base.threads()
+        base.threads()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and 'run on one thread unless' in messages[0], messages

@@ -97,16 +97,18 @@ def threads():
     """Threads a C op may split its work among (see ``c/parallel.c``).
 
     ``OMP_NUM_THREADS`` if set, else every CPU this process may use; at run time
-    the ops use no more than OpenBLAS's own thread count. Read when a function
-    is compiled.
+    the ops use no more than OpenBLAS's own thread count, and one thread with
+    another BLAS (they must hold BLAS to one thread meanwhile; a warning says so).
+    Read when a function is compiled.
     """
     given = os.environ.get('OMP_NUM_THREADS', '')
-    if given.isdigit() and int(given) > 0:
-        return int(given)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    count = int(given) if given.isdigit() and int(given) > 0 else len(
+        os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    if count > 1 and not any('openblas' in lib for lib in blas_flags()[0]):
+        warn_once('threads', 'the C ops of recurrent layers, convolutions and products run '
+                  'on one thread unless the BLAS linked (%s) is OpenBLAS, whose thread count '
+                  'they set', pytensor.config.blas__ldflags or 'none')
+    return count
 
 
 class OpInputError(TypeError, ValueError):
