@@ -224,6 +224,51 @@ def test_threads_follow_omp_num_threads(monkeypatch):
     assert rec.threads() >= 1
 
 
+# ---- the input projection computed in the loop ------------------------------------------------
+
+def projected_values(cell, rng, width=5, **sizes):
+    """x (T, B, width), w, b and the rest of the inputs of ``cell``, whose xproj is x . w + b."""
+    vals = values(cell, rng, **sizes)
+    steps, batch, k = vals[0].shape
+    return [rng.randn(steps, batch, width) * 0.5, rng.randn(width, k) * 0.5,
+            rng.randn(k) * 0.5] + vals[1:]
+
+
+def projected_outputs_and_grads(cell, vals, mode, dtype, inside):
+    """Outputs and gradients for every input, x . w + b given to the op (``inside``) or not."""
+    syms = symbols(vals, dtype)
+    first = tuple(syms[:3]) if inside else pt.dot(syms[0], syms[1]) + syms[2]
+    outs = call(cell, [first] + syms[3:], 'tanh')
+    cost = sum(pt.tanh(o).sum() * (k + 1) for k, o in enumerate(outs))
+    fn = pytensor.function(syms, list(outs) + pytensor.grad(cost, syms), mode=mode)
+    return fn(*[np.asarray(v, dtype) for v in vals]), fn
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_the_projection_in_the_loop_equals_the_projection_outside(cell, c_mode, jax_mode):  # noqa: F811 (fixture)
+    vals = projected_values(cell, np.random.RandomState(6))
+    expected, _ = projected_outputs_and_grads(cell, vals, PY_MODE, 'float64', False)
+    for mode in (c_mode, PY_MODE, jax_mode):
+        actual, fn = projected_outputs_and_grads(cell, vals, mode, 'float64', True)
+        assert_all_close(actual, expected, 'float64', str(mode))
+    ops = [n.op for n in fn.maker.fgraph.toposort() if isinstance(n.op, rec.RecurrentOp)]
+    assert ops and all(op.project for op in ops)
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_the_projection_in_the_loop_split_among_threads(cell, c_mode, monkeypatch):
+    """Rows of a projection made by several threads; float32, sizes off the vector width."""
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    vals = projected_values(cell, np.random.RandomState(7), width=19, steps=4, batch=21, n=37)
+    actual, _ = projected_outputs_and_grads(cell, vals, c_mode, 'float32', True)
+    expected, _ = projected_outputs_and_grads(cell, vals, PY_MODE, 'float32', True)
+    assert_all_close(actual, expected, 'float32', 'C vs NumPy')
+    syms = symbols(vals, 'float32')
+    predict = backend.function(syms, call(cell, [tuple(syms[:3])] + syms[3:], 'tanh')[0])
+    ops = _recurrent_ops(predict)
+    assert len(ops) == 1 and ops[0].project and not (ops[0].has_cache and ops[0].keep_cache)
+
+
 # ---- layouts: strided inputs, shapes, errors --------------------------------------------------
 
 def test_reversed_and_transposed_views_are_read_in_place(c_mode):

@@ -218,6 +218,11 @@ class Recurrent(Layer, abstract=True):
         flat = dot_last(x, w)
         return self._time_major(flat if b is None else flat + b)
 
+    def _projection(self, x, w, b):
+        """The same projection as ``(x, w, b)`` for the ops to compute step by step, in
+        their loop (``x`` read time-major through strides)."""
+        return self._time_major(x), w, b
+
     def _loop_activation(self):
         """The activation for the ops: its name when they compute it, else the layer's
         function (the loop then runs in ``scan``)."""
@@ -252,7 +257,7 @@ class RNN(Recurrent):
         self.add_bias('b', self.output_size)
 
     def transform(self, inputs):
-        xp = self._project(inputs, self.find('xh'), self.find('b'))
+        xp = self._projection(inputs, self.find('xh'), self.find('b'))
         out, pre = ops.rnn(xp, self.find('hh'), self._initial('h_0', inputs),
                            self._loop_activation(), self.bptt_limit)
         return dict(pre=self._batch_major(pre), out=self._batch_major(out))
@@ -391,7 +396,7 @@ class GRU(Recurrent):
             self.add_recurrent_weights(name)
 
     def transform(self, inputs):
-        xp = self._project(inputs, self.find('w'), self.find('b'))
+        xp = self._projection(inputs, self.find('w'), self.find('b'))
         out, pre, hid, rate = ops.gru(
             xp, self.find('hh'), self.find('hr'), self.find('hz'), self._initial('h_0', inputs),
             self._loop_activation(), self.bptt_limit)
@@ -442,7 +447,7 @@ class LSTM(Recurrent):
             self.add_bias(name, self.output_size)
 
     def transform(self, inputs):
-        xp = self._project(inputs, self.find('xh'), self.find('b'))
+        xp = self._projection(inputs, self.find('xh'), self.find('b'))
         out, cell = ops.lstm(xp, *(self.find(k) for k in ('hh', 'ci', 'cf', 'co')),
                              h0=self._initial('h_0', inputs), c0=self._initial('c_0', inputs),
                              bptt_limit=self.bptt_limit)
@@ -499,7 +504,7 @@ class MRNN(Recurrent):
         self.add_bias('b', self.output_size)
 
     def transform(self, inputs):
-        xh = self._project(inputs, self.find('xh'), self.find('b'))
+        xh = self._projection(inputs, self.find('xh'), self.find('b'))
         xf = self._project(inputs, self.find('xf'))
         out, pre, fac = ops.mrnn(xh, xf, self.find('hf'), self.find('fh'),
                                  self._initial('h_0', inputs), self._loop_activation(),

@@ -68,15 +68,10 @@ def blas_flags():
     theanets sets these flags at import to link scipy-openblas32 (see
     :mod:`theanets.backend`); a user's own setting is used as given.
     """
-    libraries, lib_dirs, other = [], [], []
-    for flag in shlex.split(pytensor.config.blas__ldflags):
-        if flag.startswith('-l'):
-            libraries.append(flag[2:])
-        elif flag.startswith('-L'):
-            lib_dirs.append(flag[2:])
-        else:
-            other.append(flag)
-    return libraries, lib_dirs, other
+    flags = shlex.split(pytensor.config.blas__ldflags)
+    return ([f[2:] for f in flags if f.startswith('-l')],
+            [f[2:] for f in flags if f.startswith('-L')],
+            [f for f in flags if not f.startswith(('-l', '-L'))])
 
 
 def portable():

@@ -44,14 +44,12 @@ convolution's gradient's gradient is one of the three convolutions; pooling's
 gradient is linear, its transpose a :class:`PoolGradOp` too), so Hessian-vector
 products (ESGD) work. 1-D convolution and pooling run the 2-D ops on a size-1 axis.
 
-Each op has three faces: C (PyTensor's C modes), a NumPy ``perform`` (the
-reference) and a JAX twin (``jax.lax.conv_general_dilated``,
-``jax.lax.reduce_window``, and ``jax.vjp`` for the gradients), so the same
-graph compiles in every mode. :class:`ConvOp` and :class:`PoolOp` have no
-``infer_shape``: shapes of their outputs are read from the outputs, as JAX
-needs (it traces shape arithmetic into arrays, not integers). Settings (border
-mode, strides, pool size, mode) reach the C code as op parameters, not as source
-text: one compiled module serves every setting.
+The JAX twins (the ops' third face, see :mod:`theanets.ops.base`) use
+``jax.lax.conv_general_dilated``, ``jax.lax.reduce_window`` and ``jax.vjp``.
+:class:`ConvOp` and :class:`PoolOp` have no ``infer_shape``: shapes of their
+outputs are read from the outputs, as JAX needs (it traces shape arithmetic
+into arrays, not integers). Settings (border mode, strides, pool size, mode)
+reach the C code as op parameters: one compiled module serves every setting.
 """
 
 import numpy as np
@@ -92,13 +90,10 @@ def check_pool_mode(mode):
 
 
 def check_ints(value, n, what):
-    """Return ``value`` as a tuple of ``n`` positive ints (one int: repeated ``n`` times).
-
-    Raises a ValueError naming ``what`` if it is not.
-    """
+    """Return ``value`` as a tuple of ``n`` positive ints (one int: repeated ``n`` times),
+    else raise a ValueError naming ``what``."""
     values = (value,) * n if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(values) != n or not all(isinstance(v, (int, np.integer)) and v > 0
-                                   for v in values):
+    if len(values) != n or not all(isinstance(v, (int, np.integer)) and v > 0 for v in values):
         raise ValueError('{} must be {} positive int(s), got {!r}'.format(what, n, value))
     return tuple(int(v) for v in values)
 
@@ -180,8 +175,7 @@ def np_conv2d_grad_inputs(x, w, dout, stride, border_mode):
     """NumPy reference of :class:`ConvGradInputsOp` (x gives only its shape)."""
     _, taps, pads = _np_patches(x, w.shape[2:], stride, border_mode)
     dpatches = np.einsum('bijk,kcuv->uvbijc', dout, w[:, :, ::-1, ::-1])
-    dxp = np.zeros((x.shape[0],) + tuple(n + sum(p) for n, p in zip(x.shape[1:3], pads))
-                   + (x.shape[3],), x.dtype)
+    dxp = np.zeros_like(np.pad(x, [(0, 0)] + pads + [(0, 0)]))  # zero-padded x's shape
     for t, d in zip(taps, dpatches.reshape((len(taps),) + dpatches.shape[2:])):
         dxp[t] += d
     return np.ascontiguousarray(
@@ -236,6 +230,13 @@ def _check_shape(op, what, array, expected):
             op, what, tuple(array.shape), tuple(expected)))
 
 
+def _check_channels(op, xshape, wshape):
+    """The channel check of the C code (a shape's None, unknown, passes)."""
+    if None not in (xshape[3], wshape[1]) and xshape[3] != wshape[1]:
+        raise ValueError('{}: x (B, W, H, C) has shape {} but w (n, C, fw, fh) has {} '
+                         'channels'.format(op, tuple(xshape), wshape[1]))
+
+
 # ------------------------------------------------------------------------ ops
 
 class _Conv(CSourceOp):
@@ -261,18 +262,17 @@ class _Conv(CSourceOp):
         self.stride = check_ints(stride, 2, 'stride')
 
     def get_params(self, node):
-        return self.params_type.get_params(
-            border=np.int32(BORDER_MODES.index(self.border_mode)),
-            sw=np.int32(self.stride[0]), sh=np.int32(self.stride[1]), threads=threads())
+        return self.params_type.get_params(  # the fields' int32 type converts the ints
+            border=BORDER_MODES.index(self.border_mode), sw=self.stride[0], sh=self.stride[1],
+            threads=threads())
 
-    def _node(self, inputs, output_type):
+    def _node(self, *inputs):
         inputs = float_inputs(type(self).__name__, self.NAMES, inputs, [4] * 3)
-        channels = inputs[0].type.shape[3], inputs[1].type.shape[1]
-        if None not in channels and channels[0] != channels[1]:
-            raise ValueError('{}: x (B, W, H, C) has shape {} but w (n, C, fw, fh) has {} '
-                             'channels'.format(type(self).__name__, inputs[0].type.shape,
-                                               channels[1]))
-        return Apply(self, inputs, [output_type(*inputs)()])
+        x, w = inputs[:2]
+        _check_channels(type(self).__name__, x.type.shape, w.type.shape)
+        out = inputs[self.WHICH - 1].type if self.WHICH else TensorType(
+            x.dtype, shape=self._out_shape(x.type.shape, w.type.shape))
+        return Apply(self, inputs, [out()])
 
     def _out_shape(self, xshape, wshape):
         return (xshape[0],) + tuple(
@@ -282,19 +282,15 @@ class _Conv(CSourceOp):
     def perform(self, node, inputs, outputs, params=None):
         x, w = inputs[:2]
         name = type(self).__name__      # the run-time checks of the C code
-        if x.shape[3] != w.shape[1]:
-            raise ValueError('{}: x (B, W, H, C) has shape {} but w (n, C, fw, fh) has {} '
-                             'channels'.format(name, x.shape, w.shape[1]))
+        _check_channels(name, x.shape, w.shape)
         if len(inputs) > 2:
-            _check_shape(name, 'the output gradient', inputs[2],
-                         self._out_shape(x.shape, w.shape))
+            _check_shape(name, 'the output gradient', inputs[2], self._out_shape(x.shape, w.shape))
         outputs[0][0] = self.REFERENCE(*inputs, self.stride, self.border_mode)
 
     def c_call(self, node, inputs, outputs, sub):
-        dout = inputs[2] if len(inputs) > 2 else 'NULL'
-        return 'thn_conv({which}, {x}, {w}, {dout}, &{res}, {p}->border, {p}->sw, {p}->sh, ' \
-               '{p}->threads, "{op}")'.format(which=self.WHICH, x=inputs[0], w=inputs[1], dout=dout,
-                                res=outputs[0], p=sub['params'], op=type(self).__name__)
+        args = ', '.join((list(inputs) + ['NULL'])[:3])  # x, w, dout
+        return 'thn_conv({}, {}, &{}, {p}->border, {p}->sw, {p}->sh, {p}->threads, "{}")'.format(
+            self.WHICH, args, outputs[0], type(self).__name__, p=sub['params'])
 
 
 class ConvOp(_Conv):
@@ -304,9 +300,7 @@ class ConvOp(_Conv):
     REFERENCE = staticmethod(np_conv2d)
 
     def make_node(self, x, w):
-        def output_type(x, w):
-            return TensorType(x.dtype, shape=self._out_shape(x.type.shape, w.type.shape))
-        return self._node([x, w], output_type)
+        return self._node(x, w)
 
     def pullback(self, inputs, outputs, output_grads):
         x, w = inputs
@@ -320,7 +314,7 @@ class _ConvGrad(_Conv):
     ``WHICH - 1`` (whose values are not read)."""
 
     def make_node(self, x, w, dout):
-        return self._node([x, w, dout], lambda *inputs: inputs[self.WHICH - 1].type)
+        return self._node(x, w, dout)
 
     def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
         return [args[-1][self.WHICH - 1]]
@@ -328,14 +322,12 @@ class _ConvGrad(_Conv):
     def pullback(self, inputs, outputs, output_grads):
         # <dx, g> = <conv(g, w), dout> and <dw, g> = <conv(x, g), dout>: linear in dout
         # and in the other input, whose gradient is the other gradient op
-        slot = self.WHICH - 1
-        args = list(inputs[:2])
-        args[slot] = output_grads[0]
-        other = (ConvGradWeightsOp, ConvGradInputsOp)[slot](*self._props())
-        grads = [None, None, ConvOp(*self._props())(*args)]
-        grads[slot] = pt.zeros_like(inputs[slot])
-        grads[1 - slot] = other(*args, inputs[2])
-        return grads
+        x, w, dout = inputs
+        (g,) = output_grads
+        props = self._props()
+        if self.WHICH == 1:
+            return [pt.zeros_like(x), ConvGradWeightsOp(*props)(g, w, dout), ConvOp(*props)(g, w)]
+        return [ConvGradInputsOp(*props)(x, g, dout), pt.zeros_like(w), ConvOp(*props)(x, g)]
 
 
 class ConvGradInputsOp(_ConvGrad):
@@ -375,20 +367,17 @@ class _Pool(CSourceOp):
 
     def get_params(self, node):
         return self.params_type.get_params(
-            mode=np.int32(POOL_MODES.index(self.mode)), pw=np.int32(self.pool_size[0]),
-            ph=np.int32(self.pool_size[1]), sw=np.int32(self.stride[0]),
-            sh=np.int32(self.stride[1]))
+            mode=POOL_MODES.index(self.mode), pw=self.pool_size[0], ph=self.pool_size[1],
+            sw=self.stride[0], sh=self.stride[1])
 
     def _out_shape(self, shape):
         return ((shape[0],) + pool_output_shape(shape[1:3], self.pool_size, self.stride)
                 + (shape[3],))
 
     def c_call(self, node, inputs, outputs, sub):
-        x, out, arg = (list(inputs) + ['NULL', 'NULL'])[:3]
-        return 'thn_pool({which}, {p}->mode, {x}, {out}, {arg}, &{res}, {p}->pw, {p}->ph, ' \
-               '{p}->sw, {p}->sh, "{op}")'.format(which=self.WHICH, p=sub['params'], x=x,
-                                                 out=out, arg=arg, res=outputs[0],
-                                                 op=type(self).__name__)
+        args = ', '.join((list(inputs) + ['NULL', 'NULL'])[:3])  # x, out, gz or g
+        return 'thn_pool({}, {p}->mode, {}, &{}, {p}->pw, {p}->ph, {p}->sw, {p}->sh, "{}")'.format(
+            self.WHICH, args, outputs[0], type(self).__name__, p=sub['params'])
 
 
 class PoolOp(_Pool):
@@ -479,12 +468,9 @@ def _pool_jax(op, node=None, **kwargs):
 
     def pool(x):
         window, strides = (1,) + op.pool_size + (1,), (1,) + op.stride + (1,)
-        if op.mode == 'max':
-            init = np.array(-np.inf, x.dtype)
-            return jax.lax.reduce_window(x, init, jax.lax.max, window, strides, 'VALID')
-        total = jax.lax.reduce_window(x, np.array(0, x.dtype), jax.lax.add, window,
-                                      strides, 'VALID')
-        return total / np.array(np.prod(op.pool_size), x.dtype)
+        init, reduce = (-np.inf, jax.lax.max) if op.mode == 'max' else (0, jax.lax.add)
+        out = jax.lax.reduce_window(x, np.array(init, x.dtype), reduce, window, strides, 'VALID')
+        return out if op.mode == 'max' else out / np.array(np.prod(op.pool_size), x.dtype)
     return pool
 
 
@@ -551,7 +537,7 @@ def conv1d(x, w, stride=1, border_mode='valid'):
         raise ValueError('conv1d: w must have shape (n, C, 1, f), got {}'.format(w.type.shape))
     # static width 1 all along: the axis goes without shape arithmetic (JAX needs none)
     w = pt.specify_shape(w, (None, None, 1, None))
-    return _squeeze_width(conv2d(x.dimshuffle(0, 'x', 1, 2), w, (1, stride), border_mode))
+    return _on_width_one(conv2d, x, w, (1, stride), border_mode)
 
 
 def pool2d(x, pool_size, stride=None, mode='max'):
@@ -581,9 +567,9 @@ def pool1d(x, pool_size, stride=None, mode='max'):
     """Max or mean pooling over the time axis of ``x`` (B, T, C); see :func:`pool2d`."""
     (x,) = float_inputs('pool1d', ['x (B, T, C)'], [x], [3])
     stride = pool_size if stride is None else stride
-    return _squeeze_width(pool2d(x.dimshuffle(0, 'x', 1, 2), (1, pool_size), (1, stride),
-                                 mode))
+    return _on_width_one(pool2d, x, (1, pool_size), (1, stride), mode)
 
 
-def _squeeze_width(y):
-    return y.dimshuffle(0, 2, 3)
+def _on_width_one(op2d, x, *args):
+    """``op2d(x', *args)`` for ``x`` (B, T, C) seen as ``x'`` (B, 1, T, C), width removed."""
+    return op2d(x.dimshuffle(0, 'x', 1, 2), *args).dimshuffle(0, 2, 3)

@@ -100,10 +100,7 @@ def _dot_last_jax(op, node=None, **kwargs):
 @jax_twin(DotLeadingOp)
 def _dot_leading_jax(op, node=None, **kwargs):
     import jax.numpy as jnp
-
-    def dot_leading(x, g):
-        return jnp.tensordot(x, g, axes=((0, 1), (0, 1)))
-    return dot_leading
+    return lambda x, g: jnp.tensordot(x, g, axes=((0, 1), (0, 1)))
 
 
 def dot_last(x, w):

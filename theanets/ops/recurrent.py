@@ -6,10 +6,7 @@ scan. The ops here run the whole time loop of a recurrent layer at once, and
 their gradient op runs backpropagation through time over the whole sequence.
 Each op has three faces (see :mod:`.base`):
 
-- C++ in ``c/recurrent.c``: per step, a product of a block of batch rows with
-  the recurrent weights (packed once per call) and vectorized passes for the
-  gates, the batch split among threads; the weight gradients are BLAS products
-  over all steps after the loop;
+- C++ in ``c/recurrent.c``, whose header comment describes the loops;
 - a NumPy ``perform``, the reference;
 - a JAX twin: the same step functions run by :func:`jax.lax.scan`.
 
@@ -17,10 +14,11 @@ The step functions are written once against an array module ``xp`` (NumPy or
 ``jax.numpy``), and serve the NumPy loop, ``lax.scan`` and, for activations
 the ops lack, :func:`pytensor.scan` (with ``xp`` = ``pytensor.tensor``).
 
-The input projection ``x . W + b`` of all steps is one product outside the
-ops: they take the projected inputs time-major, ``xproj`` (T, B, k n) for
-``T`` steps, ``B`` sequences and ``n`` units, read through their strides (a
-reversed or transposed view costs no copy). Per step, with ``x = xproj[t]``:
+The ops take the projected inputs ``x . W + b`` time-major, ``xproj`` (T, B,
+k n) for ``T`` steps, ``B`` sequences and ``n`` units, read through their
+strides (a reversed or transposed view costs no copy); or, given the tuple
+``(x, W, b)`` in place of ``xproj``, they compute each step's projection in
+the loop, where its rows stay in cache. Per step, with ``x = xproj[t]``:
 
 RNN (``rnn``)::
 
@@ -68,6 +66,7 @@ from pytensor.scalar import int32
 from pytensor.tensor.type import TensorType
 
 from .base import CSourceOp, float_inputs, jax_twin, threads, warn_once
+from .product import DotLastOp, DotLeadingOp, dot_last
 
 __all__ = ['ACTIVATIONS', 'supports_activation', 'rnn', 'gru', 'mut1', 'rrnn', 'lstm', 'mrnn',
            'RecurrentOp', 'RecurrentGradOp', 'FORWARD_ONLY_TAG']
@@ -78,18 +77,8 @@ _CANONICAL = {'rect:max': 'relu', 'sigmoid': 'logistic'}
 
 
 def supports_activation(name):
-    """Whether the ops compute activation ``name`` (for every cell but lstm and mut1).
-
-    Parameters
-    ----------
-    name : str or object
-        An activation name; composed (``'tanh+norm:z'``) and learnable
-        activations are not supported.
-
-    Returns
-    -------
-    bool
-    """
+    """Whether the ops compute activation ``name`` (for every cell but lstm and mut1): a
+    name in :data:`ACTIVATIONS`, not a composed (``'tanh+norm:z'``) or learnable one."""
     return isinstance(name, str) and name in ACTIVATIONS
 
 
@@ -308,9 +297,8 @@ class _Cell(object):
     """One cell: its C kernels (c/recurrent.c), array layouts and step functions.
 
     The forward op's layouts (see c/recurrent.c) are given; the gradient op's
-    follow: it takes the forward inputs but the first, the forward outputs and
-    the gradients arriving at those but the cache, and returns the gradients of
-    the forward inputs. "-name" marks a slot the cell does not use.
+    follow (see :class:`RecurrentGradOp`), and so does the layout of a forward op
+    that projects. "-name" marks a slot the cell does not use.
     """
 
     def __init__(self, kernel, inputs, outputs, forward, backward):
@@ -321,7 +309,10 @@ class _Cell(object):
         grad_ins = ins[1:] + [o.replace('K,', 'T,') for o in outs] + grads
         grad_outs = ['-d' + i[1:] if i[0] == '-' else 'd{0}:={0}'.format(i.split(':')[0])
                      if ':b,' in i else 'd{0}:{1}'.format(*i.lstrip('~').split(':')) for i in ins]
-        self.layouts = ((inputs, outputs), (' '.join(grad_ins), ' '.join(grad_outs)))
+        width = ins[0].split(',')[-1]  # a forward op that projects: x, the rest, w and b
+        projected = ' '.join(['~x:T,B,M'] + ins[1:] + ['w:M,' + width, 'b:' + width])
+        self.layouts = ((inputs, outputs), (' '.join(grad_ins), ' '.join(grad_outs)),
+                        (projected, outputs))
         self.forward, self.backward = forward, backward
 
 
@@ -365,7 +356,7 @@ def _slots(layout, values):
     return [a and next(given) for a in _parse(layout)]
 
 
-_C_DIMS = {'T': 'THN_T', 'B': 'THN_B', 'b': 'THN_B1', 'F': 'THN_F', 'K': 'THN_K'}
+_C_DIMS = {'T': 'THN_T', 'B': 'THN_B', 'b': 'THN_B1', 'F': 'THN_F', 'K': 'THN_K', 'M': 'THN_M'}
 
 
 def _c_layouts(layout, inputs=None):
@@ -393,8 +384,8 @@ def _dim(token, env):
 
 
 def _bind(arrays, shapes, keep=False):
-    """Sizes T, B, F, n from the first shapes (ints, None or symbolic) that give them."""
-    env = {'T': None, 'B': None, 'F': None, 'n': None}
+    """Sizes T, B, F, n, M from the first shapes (ints, None or symbolic) that give them."""
+    env = {'T': None, 'B': None, 'F': None, 'n': None, 'M': None}
     for a, shape in zip(arrays, shapes):
         for token, size in zip(a.dims, shape):
             if token in env and env[token] is None and not a.optional and size is not None:
@@ -404,11 +395,11 @@ def _bind(arrays, shapes, keep=False):
 
 
 def _c_bind(layout):
-    """``{input, axis}`` pairs of ``layout`` giving T, B, F and n ({-1, -1} if none)."""
+    """``{input, axis}`` pairs of ``layout`` giving T, B, F, n, M ({-1, -1} if none)."""
     arrays = _parse(layout)
     places = [[(k, axis) for axis in range(len(a.dims))] for k, a in enumerate(arrays) if a]
     env = _bind([a for a in arrays if a], places)
-    return ', '.join('{{{}, {}}}'.format(*(env[t] or (-1, -1))) for t in 'TBFn')
+    return ', '.join('{{{}, {}}}'.format(*(env[t] or (-1, -1))) for t in 'TBFnM')
 
 
 class _RecurrentBase(CSourceOp):
@@ -419,6 +410,7 @@ class _RecurrentBase(CSourceOp):
     BACKWARD = False
     params_type = ParamsType(act=int32, bptt=int32, keep=int32, threads=int32)
     keep_cache = True
+    project = False
 
     def __init__(self, cell, activation='tanh', bptt_limit=-1):
         if cell not in _CELLS:
@@ -436,7 +428,7 @@ class _RecurrentBase(CSourceOp):
         return self.cell + (' gradient' if self.BACKWARD else '')
 
     def _layouts(self):
-        return _CELLS[self.cell].layouts[self.BACKWARD]
+        return _CELLS[self.cell].layouts[2 if self.project else self.BACKWARD]
 
     def _inputs(self):  # the arrays of the layout, without slots
         return [a for a in _parse(self._layouts()[0]) if a]
@@ -494,6 +486,8 @@ class _RecurrentBase(CSourceOp):
         """The op's outputs from its inputs with array module ``xp`` and loop ``scan``."""
         cell = _CELLS[self.cell]
         args = _slots(self._layouts()[0], inputs)
+        if self.project:  # x . w + b in place of x
+            args = [xp.matmul(args[0], args[-2]) + args[-1]] + args[1:-2]
         if self.BACKWARD:
             steps = inputs[[e.name for e in self._inputs()].index('h')].shape[0]
             return cell.backward(xp, scan, self.activation, self._window(steps), *args)
@@ -511,9 +505,10 @@ class _RecurrentBase(CSourceOp):
             T='float' if node.outputs[0].dtype == 'float32' else 'double')
         call = '{{"{}", {}, std::vector<thn_layout>{{{}}}.data(), ' \
                'std::vector<thn_layout>{{{}}}.data(), {}, {}, {{{}}}, {p}->act, {p}->bptt, ' \
-               '{p}->keep, {p}->threads}}'.format(
+               '{p}->keep, {p}->threads, {}}}'.format(
                    self.label, kernel, _c_layouts(layout_in), _c_layouts(layout_out, layout_in),
                    len(layout_in.split()), len(layout_out.split()), _c_bind(layout_in),
+                   len(layout_in.split()) - 2 if self.project else 0,
                    p=sub['params'])
         return 'thn_recurrent({}, std::vector<PyArrayObject*>{{{}}}.data(), ' \
                'std::vector<PyArrayObject**>{{{}}}.data())'.format(
@@ -527,14 +522,16 @@ class RecurrentOp(_RecurrentBase):
 
     Inputs and outputs follow the cell's layout (see the public functions);
     cells with a ``cache`` output keep it for the gradient op, one step of it
-    only with ``keep_cache=False``.
+    only with ``keep_cache=False``. With ``project``, it takes ``x`` (T, B, M) for
+    ``xproj``, and ``w`` (M, k n) and ``b`` (k n,) last: ``xproj_t = x_t . w + b``.
     """
 
-    __props__ = ('cell', 'activation', 'bptt_limit', 'keep_cache')
+    __props__ = ('cell', 'activation', 'bptt_limit', 'keep_cache', 'project')
 
-    def __init__(self, cell, activation='tanh', bptt_limit=-1, keep_cache=True):
+    def __init__(self, cell, activation='tanh', bptt_limit=-1, keep_cache=True, project=False):
         super().__init__(cell, activation, bptt_limit)
         self.keep_cache = bool(keep_cache)
+        self.project = bool(project)
 
     @property
     def has_cache(self):
@@ -554,7 +551,12 @@ class RecurrentOp(_RecurrentBase):
         empty = pt.constant(np.zeros((0, 0, 0), outputs[0].dtype))
         grads = [empty if isinstance(g.type, DisconnectedType) else g for g in grads]
         grad_op = RecurrentGradOp(self.cell, self.activation, self.bptt_limit)
-        return grad_op(*(list(inputs[1:]) + list(outputs) + grads))
+        weights = inputs[1:-2] if self.project else inputs[1:]
+        dx, *rest = grad_op(*(list(weights) + list(outputs) + grads))
+        if not self.project:
+            return [dx] + rest
+        x, w = inputs[0], inputs[-2]  # dx is the gradient of xproj = x . w + b
+        return [DotLastOp()(dx, w.T)] + rest + [DotLeadingOp()(x, dx), dx.sum(axis=(0, 1))]
 
 
 class RecurrentGradOp(_RecurrentBase):
@@ -594,7 +596,7 @@ def _forward_only(fgraph, node):
     op = node.op
     if not op.has_cache or not op.keep_cache or fgraph.clients.get(node.outputs[-1]):
         return None
-    new = RecurrentOp(op.cell, op.activation, op.bptt_limit, keep_cache=False)(*node.inputs)
+    new = RecurrentOp(op.cell, op.activation, op.bptt_limit, False, op.project)(*node.inputs)
     return dict(zip(node.outputs[:-1], new[:-1]))
 
 
@@ -625,18 +627,25 @@ def _run(cell, activation, bptt_limit, sequences, weights, states, count):
     """The first ``count`` outputs of ``cell`` on the given inputs.
 
     Everything is cast to the dtype of the first sequence; an absent initial
-    state is zeros (1, n). An activation the ops do not compute (a composed or
-    learnable one) runs the cell's step function in :func:`pytensor.scan`.
+    state is zeros (1, n); a first sequence ``(x, w, b)`` is projected step by step.
+    An activation the ops do not compute (a composed or learnable one) runs the
+    cell's step function in :func:`pytensor.scan`.
     """
-    xproj = pt.as_tensor_variable(sequences[0])
-    dtype = xproj.dtype if xproj.dtype in ('float32', 'float64') else pytensor.config.floatX
+    first, *sequences = sequences
+    project = [pt.as_tensor_variable(v) for v in first] if isinstance(first, tuple) else []
+    x = project.pop(0) if project else pt.as_tensor_variable(first)
+    dtype = x.dtype if x.dtype in ('float32', 'float64') else pytensor.config.floatX
     weights = [pt.as_tensor_variable(w) for w in weights]
     n = weights[0].type.shape[0]
     n = weights[0].shape[0] if n is None else n
-    inputs = [pt.cast(x, dtype) for x in list(sequences) + weights] + [
-        pt.zeros((1, n), dtype) if s is None else pt.cast(s, dtype) for s in states]
+    inputs = [pt.cast(v, dtype) for v in [x] + sequences + weights] + [
+        pt.zeros((1, n), dtype) if s is None else pt.cast(s, dtype) for s in states] + [
+        pt.cast(v, dtype) for v in project]
     if supports_activation(activation):
-        return tuple(RecurrentOp(cell, activation, bptt_limit)(*inputs)[:count])
+        return tuple(RecurrentOp(cell, activation, bptt_limit, project=bool(project))(
+            *inputs)[:count])
+    if project:
+        inputs = [dot_last(inputs[0], inputs[-2]) + inputs[-1]] + inputs[1:-2]
     warn_once(('scan', cell, str(activation)),
               'recurrent %s: the recurrent ops do not compute activation %r (only %s); '
               'running the loop with pytensor.scan, which is slower and cannot be '
@@ -658,7 +667,8 @@ def rnn(xproj, hh, h0=None, activation='tanh', bptt_limit=-1):
     Parameters
     ----------
     xproj : tensor (T, B, n)
-        Projected inputs ``x . W + b`` of every step, time-major.
+        Projected inputs ``x . W + b`` of every step, time-major, or the tuple
+        ``(x, W, b)`` of the projection to compute step by step (module docstring).
     hh : matrix (n, n)
         Recurrent weights.
     activation : str or callable

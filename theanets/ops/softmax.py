@@ -38,46 +38,44 @@ def np_softmax_grad(dy, y):
     return (y * (dy - (dy * y).sum(axis=-1, keepdims=True))).astype(y.dtype)
 
 
-class SoftmaxOp(CSourceOp):
-    """Softmax over the last axis: input ``x`` (..., C), output ``y`` of the same shape."""
+class _Softmax(CSourceOp):
+    """What the softmax ops share: the C code, the output shaped like the last input."""
 
     C_SOURCES = ('softmax.c',)
+    REFERENCE = None  # the NumPy implementation
+
+    def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
+        return [args[-1][-1]]
+
+    def perform(self, node, inputs, outputs):
+        outputs[0][0] = self.REFERENCE(*inputs)
+
+    def c_call(self, node, inputs, outputs, sub):  # thn_softmax(x, NULL, &y) or (dy, y, &dx)
+        return 'thn_softmax({}, {}, &{})'.format(*(list(inputs) + ['NULL'])[:2], outputs[0])
+
+
+class SoftmaxOp(_Softmax):
+    """Softmax over the last axis: input ``x`` (..., C), output ``y`` of the same shape."""
+
+    REFERENCE = staticmethod(np_softmax)
 
     def make_node(self, x):
         (x,) = float_inputs('softmax', ['x'], [x], [None])
         return Apply(self, [x], [x.type()])
 
-    def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
-        return [args[-1][0]]
-
-    def perform(self, node, inputs, outputs):
-        outputs[0][0] = np_softmax(inputs[0])
-
-    def c_call(self, node, inputs, outputs, sub):
-        return 'thn_softmax({}, NULL, &{})'.format(inputs[0], outputs[0])
-
     def pullback(self, inputs, outputs, output_grads):
         return [SoftmaxGradOp()(output_grads[0], outputs[0])]
 
 
-class SoftmaxGradOp(CSourceOp):
+class SoftmaxGradOp(_Softmax):
     """Gradient of :class:`SoftmaxOp`: inputs ``(dy, y)``, output ``dx``, all (..., C)."""
 
-    C_SOURCES = ('softmax.c',)
+    REFERENCE = staticmethod(np_softmax_grad)
 
     def make_node(self, dy, y):
         y = pt.as_tensor_variable(y)
         y, dy = float_inputs('softmax gradient', ['y', 'dy'], [y, dy], [None, y.ndim])
         return Apply(self, [dy, y], [y.type()])
-
-    def infer_shape(self, *args):  # (fgraph,) node, shapes: 3.3 dropped fgraph
-        return [args[-1][1]]
-
-    def perform(self, node, inputs, outputs):
-        outputs[0][0] = np_softmax_grad(*inputs)
-
-    def c_call(self, node, inputs, outputs, sub):
-        return 'thn_softmax({}, {}, &{})'.format(inputs[0], inputs[1], outputs[0])
 
     def pullback(self, inputs, outputs, output_grads):
         # dx = y (dy - s), s = <dy, y>; with g the gradient at dx and gy = <g, y>:
@@ -92,17 +90,12 @@ class SoftmaxGradOp(CSourceOp):
 @jax_twin(SoftmaxOp)
 def _softmax_jax(op, node=None, **kwargs):
     import jax
-
-    def softmax_jax(x):
-        return jax.nn.softmax(x, axis=-1)
-    return softmax_jax
+    return lambda x: jax.nn.softmax(x, axis=-1)
 
 
 @jax_twin(SoftmaxGradOp)
 def _softmax_grad_jax(op, node=None, **kwargs):
-    def softmax_grad_jax(dy, y):
-        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
-    return softmax_grad_jax
+    return lambda dy, y: y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 
 
 def softmax(x):

@@ -1,11 +1,7 @@
 /* pool.c: max or mean pooling of channels-last images, and the two linear maps of its
- * gradient.
- *
- * x (B, W, H, C) is pooled over windows of pw x ph entries moved by (sw, sh); windows
- * that do not fit are dropped, so out is (B, Wo, Ho, C) with Wo = (W - pw) / sw + 1
- * (a 'valid' convolution's length).
- * With weight[p, o] = (x[p] == out[o]) for a max (every tied entry counts) and
- * 1 / (pw ph) for a mean, for entries p of the window of output o:
+ * gradient: x (B, W, H, C) to out (B, Wo, Ho, C) over pw x ph windows moved by (sw, sh)
+ * (theanets/ops/conv.py: Pooling). With weight[p, o] = (x[p] == out[o]) for a max (every
+ * tied entry counts) and 1 / (pw ph) for a mean, for entries p of the window of output o:
  *
  *   forward   out[o] = max_p x[p]  or  sum_p x[p] / (pw ph)
  *   scatter   dx[p] = sum_o weight[p, o] gz[o]    (the gradient)

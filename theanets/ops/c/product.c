@@ -1,7 +1,5 @@
-/* product.c: products over the last axis of 3-D arrays, one BLAS call each.
- *
- *   thn_dot_last:       y (A, C, k) = x (A, C, n) . w (n, k)
- *   thn_dot_leading:   dw (n, k)    = sum over a, c of x[a, c]^T g[a, c]
+/* product.c: products over the last axis of 3-D arrays, one BLAS call each (the ops
+ * of theanets/ops/product.py).
  *
  * A 3-D array is read as one matrix of A * C rows when its rows are evenly
  * spaced in the order (a, c) or (c, a) (e.g. a time-major buffer viewed

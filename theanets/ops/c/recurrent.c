@@ -3,8 +3,9 @@
  *
  * theanets/ops/recurrent.py documents the equations and owns the array
  * layouts, such as "~xproj:T,B,4n hh:n,4n h0:b,n" (see "entry point" below).
- * Every kernel takes one thn_rec_args struct. The input projections (x . W + b of every step) are
- * one product outside the ops, read here through strides.
+ * Every kernel takes one thn_rec_args struct. The forward kernels read the input
+ * projections x . W + b of every step through strides, or compute them step by
+ * step (thn_xin).
  *
  * Per step, a loop multiplies a few batch rows by the recurrent weights and
  * runs vectorized passes over those rows for the gates. The sequences of a
@@ -36,6 +37,7 @@ struct thn_rec_args {
     int window;           /* steps the backward loop covers, at most T */
     int keep;             /* forward: the cache holds every step, else one step */
     int threads;          /* threads to split the batch among */
+    int proj, m, g;       /* forward: inputs proj and proj + 1 are w (m, g) and b (g,), else 0 */
     const void* in[THN_REC_MAX];
     npy_intp ts[THN_REC_MAX], bs[THN_REC_MAX];
     void* out[THN_REC_MAX];
@@ -159,6 +161,31 @@ static void thn_panels_mul(const thn_panels<T>& w, int rows, const T* a, npy_int
         for (; r < rows; ++r) thn_panel_block<T, 1>(w, q, a + r * lda, lda, c + r * ldc, ldc, add);
     }
 }
+
+/* x_t of the rows b0..b1 of a step: the op's input, or x_t . w + b computed into a
+ * (B, g) buffer when the op projects (rows in cache, no (T, B, g) array in memory). */
+template <typename T>
+struct thn_xin {
+    thn_rows<T> x;
+    thn_panels<T> w;  /* w.p NULL: no projection */
+    const T* bias;
+    thn_scratch s;
+    bool ready;  /* false: no memory for the projection */
+    thn_xin(const thn_rec_args& a, int k)
+        : x(thn_in<T>(a, k)), w{a.m, a.g, NULL}, bias((const T*)a.in[a.proj + 1]),
+          s(a.proj ? sizeof(T) * (thn_panels_size<T>(a.m, a.g) + (size_t)a.batch * a.g) : 0),
+          ready(!a.proj || s.p) {
+        w.p = a.proj ? (T*)s.p : NULL;
+        if (w.p) thn_pack(w, 0, 0, (const T*)a.in[a.proj], a.g, a.m, a.g, false);
+    }
+    thn_rows<T> step(npy_intp t, int b0, int b1) const {
+        if (!w.p) return x;
+        T* out = w.p + thn_panels_size<T>(w.K, w.N);
+        for (int b = b0; b < b1; ++b) memcpy(out + (npy_intp)b * w.N, bias, w.N * sizeof(T));
+        thn_panels_mul(w, b1 - b0, x(t, b0), x.bs, out + (npy_intp)b0 * w.N, w.N, true);
+        return thn_rows<T>{out, 0, w.N};
+    }
+};
 
 /* ---- activations -------------------------------------------------------------- */
 
@@ -293,14 +320,15 @@ static int thn_rnn_forward(const thn_rec_args& a) {
     const int n = a.n;
     const npy_intp Bn = (npy_intp)a.batch * n;
     thn_scratch s(sizeof(T) * (Bn + thn_panels_size<T>(n, n)));
-    if (!s.p) return -1;
+    const thn_xin<T> xin(a, RNN_X);
+    if (!s.p || !xin.ready) return -1;
     const T* h0 = thn_state<T>(a, RNN_H0, (T*)s.p);
     thn_panels<T> hh = {n, n, (T*)s.p + Bn};
     thn_pack(hh, 0, 0, (const T*)a.in[RNN_HH], n, n, n, false);
-    const thn_rows<T> x = thn_in<T>(a, RNN_X);
     T *h = thn_out<T>(a, RNN_H), *pre = thn_out<T>(a, RNN_PRE);
     thn_batch_parallel(a, [&](int b0, int b1, int) {
         for (npy_intp t = 0; t < a.steps; ++t) {
+            const thn_rows<T> x = xin.step(t, b0, b1);
             const T* hp = t ? h + (t - 1) * Bn : h0;
             thn_panels_mul(hh, b1 - b0, hp + b0 * n, n, pre + t * Bn + b0 * n, n, false);
             THN_ACT_SWITCH(a.act, thn_act_rows, (b0, b1, n, x, t, pre + t * Bn, h + t * Bn))
@@ -337,10 +365,8 @@ static int thn_rnn_backward(const thn_rec_args& a) {
     return 0;
 }
 
-/* ---- gated cells: GRU, MUT1 and RRNN -----------------------------------------------
- *   r = sigmoid(x_r + h_{t-1} . hr)     (RESET; else r = 1)
- *   z = sigmoid(x_z + h_{t-1} . hz)     (else GIVEN: z is the input `rate`)
- *   pre = x_h + (r * h_{t-1}) . hh,  hid = act(pre),  h_t = (1 - z) h_{t-1} + z hid
+/* ---- gated cells: GRU, MUT1 and RRNN (equations: ops/recurrent.py) ------------------
+ * RESET: a reset gate r, else r = 1; GIVEN: the rate z is the input `rate`, else a gate.
  * x_t has the blocks [candidate, reset (RESET), rate (not GIVEN)]; with RESET
  * the cache holds [r, r * h_{t-1}] of each step. */
 enum { GATE_X, GATE_RATE, GATE_HH, GATE_HR, GATE_HZ, GATE_H0 };
@@ -377,17 +403,19 @@ static int thn_gated_forward(const thn_rec_args& a) {
     const int n = a.n;
     const npy_intp Bn = (npy_intp)a.batch * n;
     thn_scratch s(sizeof(T) * (3 * Bn + thn_gate_panels_size<T>(n)));
-    if (!s.p) return -1;
+    const thn_xin<T> xin(a, GATE_X);
+    if (!s.p || !xin.ready) return -1;
     T* rz = (T*)s.p;  /* h_{t-1} . [hr | hz] (B, k n) */
     const T* h0 = thn_state<T>(a, GATE_H0, rz + 2 * Bn);
     thn_panels<T> hh, wg;
     const int k = thn_gate_panels<T>(a, GATE_HH, GATE_HR, GATE_HZ, false, rz + 3 * Bn, &hh, &wg);
-    const thn_rows<T> x = thn_in<T>(a, GATE_X), given = thn_in<T>(a, GATE_RATE);
+    const thn_rows<T> given = thn_in<T>(a, GATE_RATE);
     T *h = thn_out<T>(a, GATE_H), *pre = thn_out<T>(a, GATE_PRE), *hid = thn_out<T>(a, GATE_HID);
     T *rate = thn_out<T>(a, GATE_Z), *cache = thn_out<T>(a, GATE_CACHE);
     const int zx = RESET ? 2 * n : n, zw = RESET ? n : 0;  /* offsets of the rate block */
     thn_batch_parallel(a, [&](int b0, int b1, int) {
         for (npy_intp t = 0; t < a.steps; ++t) {
+            const thn_rows<T> x = xin.step(t, b0, b1);
             const npy_intp o = t * Bn;
             const T* hp = t ? h + o - Bn : h0;
             T* c = RESET ? cache + (a.keep ? 2 * o : 0) : NULL;
@@ -509,17 +537,18 @@ static int thn_lstm_forward(const thn_rec_args& a) {
     const int n = a.n, G = 4 * n;
     const npy_intp Bn = (npy_intp)a.batch * n;
     thn_scratch s(sizeof(T) * (2 * Bn + thn_panels_size<T>(n, G)));
-    if (!s.p) return -1;
+    const thn_xin<T> xin(a, LSTM_X);
+    if (!s.p || !xin.ready) return -1;
     const T* h0 = thn_state<T>(a, LSTM_H0, (T*)s.p);
     const T* c0 = thn_state<T>(a, LSTM_C0, (T*)s.p + Bn);
     thn_panels<T> hh = {n, G, (T*)s.p + 2 * Bn};
     thn_pack(hh, 0, 0, (const T*)a.in[LSTM_HH], G, n, G, false);
     const T *ci = (const T*)a.in[LSTM_CI], *cf = (const T*)a.in[LSTM_CF];
     const T* co = (const T*)a.in[LSTM_CO];
-    const thn_rows<T> x = thn_in<T>(a, LSTM_X);
     T *h = thn_out<T>(a, LSTM_H), *c = thn_out<T>(a, LSTM_C), *cache = thn_out<T>(a, LSTM_CACHE);
     thn_batch_parallel(a, [&](int b0, int b1, int) {
         for (npy_intp t = 0; t < a.steps; ++t) {
+            const thn_rows<T> x = xin.step(t, b0, b1);
             const npy_intp o = t * Bn;
             const T *hp = t ? h + o - Bn : h0, *cp = t ? c + o - Bn : c0;
             T* g = cache + (a.keep ? 4 * o : 0);
@@ -644,15 +673,17 @@ static int thn_mrnn_forward(const thn_rec_args& a) {
     const int n = a.n, F = a.factors;
     const npy_intp Bn = (npy_intp)a.batch * n, BF = (npy_intp)a.batch * F;
     thn_scratch s(sizeof(T) * (Bn + thn_mrnn_panels_size<T>(n, F)));
-    if (!s.p) return -1;
+    const thn_xin<T> xin(a, MRNN_X);
+    if (!s.p || !xin.ready) return -1;
     const T* h0 = thn_state<T>(a, MRNN_H0, (T*)s.p);
     thn_panels<T> hf, fh;
     thn_mrnn_panels<T>(a, MRNN_HF, MRNN_FH, false, (T*)s.p + Bn, &hf, &fh);
-    const thn_rows<T> x = thn_in<T>(a, MRNN_X), xf = thn_in<T>(a, MRNN_XF);
+    const thn_rows<T> xf = thn_in<T>(a, MRNN_XF);
     T *h = thn_out<T>(a, MRNN_H), *pre = thn_out<T>(a, MRNN_PRE), *fac = thn_out<T>(a, MRNN_FAC);
     T* cache = thn_out<T>(a, MRNN_CACHE);
     thn_batch_parallel(a, [&](int b0, int b1, int) {
         for (npy_intp t = 0; t < a.steps; ++t) {
+            const thn_rows<T> x = xin.step(t, b0, b1);
             T *q = cache + (a.keep ? t * BF : 0), *f = fac + t * BF;
             const T* hp = t ? h + (t - 1) * Bn : h0;
             thn_panels_mul(hf, b1 - b0, hp + b0 * n, n, q + b0 * F, F, false);
@@ -717,10 +748,10 @@ static int thn_mrnn_backward(const thn_rec_args& a) {
 /* ---- entry point ------------------------------------------------------------------------
  * ops/recurrent.py describes each array of an op with a thn_layout, made from the
  * op's layout string (e.g. "~xproj:T,B,4n hh:n,4n h0:b,n"), and says which input
- * axes give the sizes T, B, F and n. thn_recurrent checks the inputs, makes the
+ * axes give the sizes T, B, F, n and M. thn_recurrent checks the inputs, makes the
  * outputs and runs the kernel. */
 
-enum { THN_T = -1, THN_B = -2, THN_B1 = -3, THN_F = -4, THN_K = -5 };  /* k > 0: k n */
+enum { THN_T = -1, THN_B = -2, THN_B1 = -3, THN_F = -4, THN_K = -5, THN_M = -6 };  /* k > 0: k n */
 
 struct thn_layout {
     const char* name;
@@ -732,10 +763,10 @@ struct thn_layout {
 };
 
 struct thn_sizes {
-    npy_intp T, B, F, n, K;
+    npy_intp T, B, F, n, M, K;
     npy_intp operator()(int d) const {
         return d == THN_T ? T : d == THN_B || d == THN_B1 ? B : d == THN_F ? F
-               : d == THN_K ? K : d * n;
+               : d == THN_K ? K : d == THN_M ? M : d * n;
     }
 };
 
@@ -772,32 +803,32 @@ static PyArrayObject* thn_readable(PyArrayObject* x, bool strided) {
 typedef int (*thn_kernel)(const thn_rec_args&);
 
 /* What ops/recurrent.py passes: the layouts of the n_in inputs and n_out outputs,
- * where T, B, F and n are read (input, axis; -1: absent), the op's parameters. */
+ * where T, B, F, n and M are read (input, axis; -1: absent), the op's parameters. */
 struct thn_rec_call {
     const char* op;
     thn_kernel kernel;
     const thn_layout *ins, *outs;
     int n_in, n_out;
-    int bind[4][2];
+    int bind[5][2];
     int act, bptt, keep, threads;
+    int proj;  /* the inputs w and b of the projection x_t . w + b are proj and proj + 1, or 0 */
 };
 
 /* Check the arrays `in` against the layouts, make the outputs `out` and run the
  * kernel. 0, or -1 with a Python error set. */
 static int thn_recurrent(const thn_rec_call& c, PyArrayObject** in, PyArrayObject*** out) {
-    thn_sizes s = {0, 0, 0, 0, 0};
-    npy_intp* sizes[4] = {&s.T, &s.B, &s.F, &s.n};
-    for (int k = 0; k < 4; ++k)
+    thn_sizes s = {0, 0, 0, 0, 0, 0};
+    npy_intp* sizes[5] = {&s.T, &s.B, &s.F, &s.n, &s.M};
+    for (int k = 0; k < 5; ++k)
         if (c.bind[k][0] >= 0) *sizes[k] = PyArray_DIMS(in[c.bind[k][0]])[c.bind[k][1]];
     s.K = c.keep ? s.T : 1;
     PyArrayObject* held[THN_REC_MAX] = {NULL};
-    thn_rec_args a;
-    memset(&a, 0, sizeof a);
+    thn_rec_args a = {};
     const int typenum = PyArray_TYPE(in[c.bind[0][0]]);
     /* absent gradients read as zeros: a zero row and strides 0 */
-    void* zero = calloc((s.n > s.F ? s.n : s.F) + 1, PyArray_ITEMSIZE(in[c.bind[0][0]]));
+    thn_scratch zero(((s.n > s.F ? s.n : s.F) + 1) * PyArray_ITEMSIZE(in[c.bind[0][0]]));
     int status = -1;
-    if (!zero) {
+    if (!zero.p) {
         PyErr_NoMemory();
         return -1;
     }
@@ -806,7 +837,7 @@ static int thn_recurrent(const thn_rec_call& c, PyArrayObject** in, PyArrayObjec
         PyArrayObject* x = in[k];
         if (!e.nd) continue;
         if (e.optional && PyArray_SIZE(x) == 0) {
-            a.in[k] = zero;
+            a.in[k] = zero.p;
             continue;
         }
         if (thn_check(c.op, e, s, x) || !(held[k] = thn_readable(x, e.strided))) goto done;
@@ -831,6 +862,9 @@ static int thn_recurrent(const thn_rec_call& c, PyArrayObject** in, PyArrayObjec
     a.act = c.act;
     a.keep = c.keep;
     a.window = c.bptt < 0 || c.bptt > a.steps ? a.steps : c.bptt;
+    a.proj = c.proj;
+    a.m = (int)s.M;
+    a.g = c.proj ? (int)s(c.ins[c.proj + 1].dims[0]) : 0;
     {
         thn_threads guard(c.threads);
         a.threads = guard.count;
@@ -841,7 +875,6 @@ static int thn_recurrent(const thn_rec_call& c, PyArrayObject** in, PyArrayObjec
     }
     status = 0;
 done:
-    free(zero);
     for (int k = 0; k < THN_REC_MAX; ++k) Py_XDECREF(held[k]);
     return status;
 }

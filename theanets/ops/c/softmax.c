@@ -1,8 +1,5 @@
-/* softmax.c: softmax over the last axis, one pass per row, and its gradient.
- *
- *   y[r, j] = exp(x[r, j] - m_r) / sum_k exp(x[r, k] - m_r),   m_r = max_k x[r, k]
- *   dx[r, j] = y[r, j] (dy[r, j] - sum_k dy[r, k] y[r, k])
- */
+/* softmax.c: softmax over the last axis, one pass per row, and its gradient (formulas:
+ * theanets/ops/softmax.py). */
 
 struct thn_softmax_args {
     npy_intp rows, columns;

@@ -1,9 +1,7 @@
-/* theanets.h: the helpers every theanets C op shares.
- *
- * theanets/ops/base.py puts this file first in each op's support code, then
- * the op's own files. Everything here is `static inline`, so an op that does
- * not call a helper does not pay for it. Sections: BLAS, elementwise math,
- * output arrays, errors, convolution geometry, outputs kept between calls.
+/* theanets.h: the helpers every theanets C op shares, first in its support code
+ * (theanets/ops/base.py). Everything here is `static inline`, so an op that does not
+ * call a helper does not pay for it. Sections: BLAS, elementwise math, output arrays,
+ * errors, convolution geometry, outputs kept between calls.
  */
 #ifndef THEANETS_H
 #define THEANETS_H
@@ -129,11 +127,8 @@ static inline int thn_shape_error(const char* op, const char* what, PyArrayObjec
 }
 
 /* ---- convolution geometry -----------------------------------------------------------
- * Output length along one axis of a convolution of `size` inputs with a `filter`
- * taps long filter moved by `stride`; the padding is 0 ("valid"), filter - 1
- * ("full") or (filter - 1) / 2 in front and filter / 2 behind ("same", odd and
- * even filters alike). The Python side of the same rules lives in one place too
- * (the convolution module of theanets.ops). */
+ * Padding and output length along one axis, by border mode: the rules of padding and
+ * output_length in theanets/ops/conv.py. */
 enum thn_border { THN_VALID = 0, THN_FULL = 1, THN_SAME = 2 };
 
 THN_INLINE npy_intp thn_pad_before(npy_intp filter, int border) {
