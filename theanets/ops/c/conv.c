@@ -160,7 +160,7 @@ static int thn_conv_kernel(const thn_conv_args& g, int which, T* x, T* w, T* y) 
             }
         }
     });
-    for (npy_intp e = sums > 1 ? 0 : Kn; e < Kn; ++e)
+    for (npy_intp e = 0; sums > 1 && e < Kn; ++e)  /* dw: the threads' dKm summed */
         for (int t = 1; t < sums; ++t) Km[e] += Km[t * Kn + e];
     if (which == THN_CONV_WEIGHTS) thn_conv_kernel_matrix<T, false>(g, w, Km, false);
     free(Km);
