@@ -19,10 +19,10 @@
 enum thn_conv_which { THN_CONV_FORWARD = 0, THN_CONV_INPUTS = 1, THN_CONV_WEIGHTS = 2 };
 
 /* Rows of a thread's chunk: about THN_CONV_CHUNK_BYTES of patches, at least MIN_ROWS
- * (the threads' grain). The weight gradient with patches in rows takes at most MAX_ROWS:
- * OpenBLAS's P^T dout (inner dimension the rows) slows down several times beyond about
- * a thousand rows. (A 2-thread BLAS product of patches one thread wrote was 1.8-2.5x
- * slower with a VM's two CPUs far apart: 380 ns for a cache line's round trip, not 85.) */
+ * (the threads' grain), at most MAX_ROWS: past a thousand rows OpenBLAS's products with
+ * a short K slow down (K = 25, one thread: 230 -> 170 GFLOP/s forward, 215 -> 125 for the
+ * weight gradient). Each thread calls BLAS on one thread: a 2-thread product of patches
+ * one thread wrote was 1.8-2.5x slower with a VM's two CPUs far apart. */
 #define THN_CONV_CHUNK_BYTES (1 << 20)
 #define THN_CONV_MIN_ROWS 64
 #define THN_CONV_MAX_ROWS 1024
@@ -104,20 +104,21 @@ static void thn_conv_columns(const thn_conv_args& g, const T* x, T* PT, npy_intp
 }
 
 /* Km[t][k] = w[k, c, fw-1-u, fh-1-v] for t = (u fh + v) C + c (or its transpose Km[k][t]):
- * with to_matrix, Km from w; else w from Km. */
+ * with to_matrix, Km from w; else w from Km. k runs innermost for Km, outermost for Km^T. */
 template <typename T, bool to_matrix>
 static void thn_conv_kernel_matrix(const thn_conv_args& g, T* w, T* Km, bool transposed) {
-    const npy_intp K = g.fw * g.fh * g.C;
-    for (npy_intp k = 0; k < g.n; ++k)
+    const npy_intp K = g.fw * g.fh * g.C, outer = transposed ? g.n : 1;
+    for (npy_intp k0 = 0; k0 < outer; ++k0)
         for (npy_intp c = 0; c < g.C; ++c)
             for (npy_intp u = 0; u < g.fw; ++u)
-                for (npy_intp v = 0; v < g.fh; ++v) {
-                    const npy_intp t = (u * g.fh + v) * g.C + c;
-                    T& m = transposed ? Km[k * K + t] : Km[t * g.n + k];
-                    T& e = w[((k * g.C + c) * g.fw + g.fw - 1 - u) * g.fh + g.fh - 1 - v];
-                    if (to_matrix) m = e;
-                    else e = m;
-                }
+                for (npy_intp v = 0; v < g.fh; ++v)
+                    for (npy_intp k = k0; k < (transposed ? k0 + 1 : g.n); ++k) {
+                        const npy_intp t = (u * g.fh + v) * g.C + c;
+                        T& m = transposed ? Km[k * K + t] : Km[t * g.n + k];
+                        T& e = w[((k * g.C + c) * g.fw + g.fw - 1 - u) * g.fh + g.fh - 1 - v];
+                        if (to_matrix) m = e;
+                        else e = m;
+                    }
 }
 
 /* One of the three computations. x is the input (dx for THN_CONV_INPUTS, zeroed), w the
@@ -130,8 +131,7 @@ static int thn_conv_kernel(const thn_conv_args& g, int which, T* x, T* w, T* y) 
     const bool columns = which != THN_CONV_INPUTS && g.C * g.fh <= 8;
     npy_intp chunk = THN_CONV_CHUNK_BYTES / (npy_intp)sizeof(T) / (K > 0 ? K : 1);
     chunk = chunk < THN_CONV_MIN_ROWS ? THN_CONV_MIN_ROWS
-            : chunk > THN_CONV_MAX_ROWS && which == THN_CONV_WEIGHTS && !columns
-                ? THN_CONV_MAX_ROWS : chunk;
+            : chunk > THN_CONV_MAX_ROWS ? THN_CONV_MAX_ROWS : chunk;
     const npy_intp ld = columns ? chunk : K, room = K * chunk;  /* a thread's P */
     thn_threads guard(g.threads);
     const int sums = which == THN_CONV_WEIGHTS ? guard.count : 1;
