@@ -51,6 +51,16 @@ def test_openblas_thread_timeout_is_set_before_openblas_loads():
     assert out.stdout.split()[-1] == "['8']"     # the user's setting wins
 
 
+def test_libgomp_spin_is_bounded_unless_the_user_sets_it():
+    code = 'import os, theanets; print(os.environ["GOMP_SPINCOUNT"])'
+    env = {k: v for k, v in os.environ.items() if k != 'GOMP_SPINCOUNT'}
+    for given, expected in ((None, '10000'), ('500', '500')):
+        out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                             env=dict(env, **({'GOMP_SPINCOUNT': given} if given else {})),
+                             check=True)
+        assert out.stdout.split()[-1] == expected
+
+
 def test_set_mode_is_used_for_new_functions(monkeypatch):
     modes = []
     real = pytensor.function

@@ -131,3 +131,42 @@ def test_loading_while_another_process_saves_never_sees_a_partial_file(tmp_path)
         loads += 1
     _finish(saver)
     assert loads >= 20
+
+
+# Runs a threaded C op (a convolution), forks, and in the child runs it again and an op
+# whose module the parent never loaded (a pooling gradient); the child exits 0 if both
+# match the parent's values. libgomp's threads do not survive fork(): without
+# c/parallel.c's fork handler the child waits forever for them (here: until its alarm).
+FORKED = textwrap.dedent('''
+    import os, signal, sys
+    import numpy as np
+    import pytensor, pytensor.tensor as pt
+    from theanets import backend
+    from theanets.ops import conv
+
+    x, w = pt.tensor4('x'), pt.tensor4('w')
+    rng = np.random.RandomState(4)
+    xv, wv = rng.rand(8, 20, 20, 3).astype('f'), rng.rand(6, 3, 3, 3).astype('f')
+    forward = backend.function([x, w], conv.ConvOp()(x, w))
+    pooled = conv.pool2d(x, (2, 2), (2, 2), 'max')
+    out = conv.np_pool2d(xv, (2, 2), (2, 2), 'max')
+    expected = forward(xv, wv), conv.np_pool2d_scatter(xv, out, np.ones_like(out), (2, 2),
+                                                       (2, 2), 'max')
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(60)
+        backward = backend.function([x], pytensor.grad(pooled.sum(), x))
+        same = [np.allclose(forward(xv, wv), expected[0]),
+                np.allclose(backward(xv), expected[1])]
+        os._exit(0 if all(same) else 1)
+    status = os.waitpid(pid, 0)[1]
+    sys.exit('child: ' + str(status) if status else 0)
+''')
+
+
+def test_a_forked_child_runs_the_threaded_ops():
+    env = dict(os.environ, OMP_NUM_THREADS='2', OPENBLAS_NUM_THREADS='2')
+    env['PYTHONPATH'] = os.pathsep.join([ROOT] + [p for p in [env.get('PYTHONPATH')] if p])
+    proc = subprocess.run([sys.executable, '-c', FORKED], env=env, timeout=600,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.returncode == 0, proc.stdout.decode(errors='replace')[-3000:]

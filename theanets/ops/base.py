@@ -24,6 +24,7 @@ import logging
 import os
 import platform
 import shlex
+import sys
 
 import pytensor
 import pytensor.tensor as pt
@@ -186,12 +187,14 @@ class CSourceOp(COp):
     def c_compile_args(self, **kwargs):
         # -fno-trapping-math: without AVX-512 (no masked vector instructions), GCC
         # vectorizes the branch-free selects of thn_exp & co. only when comparisons
-        # may not trap; the ops never rely on floating-point traps
+        # may not trap; the ops never rely on floating-point traps. c/parallel.c
+        # runs on OpenMP with GCC on Linux, else on threads it starts.
         x86 = platform.machine().lower() in ('x86_64', 'amd64')
+        openmp = sys.platform.startswith('linux') and 'clang' not in pytensor.config.cxx
         return ['-fopenmp-simd', '-fno-trapping-math'] + (
             ['-mno-avx512f'] if portable() and x86 else []) + (
             blas_flags()[2] if self.USES_BLAS else []) + (
-            ['-pthread'] if 'parallel.c' in self.C_SOURCES else [])
+            ['-pthread'] + ['-fopenmp'] * openmp if 'parallel.c' in self.C_SOURCES else [])
 
     def c_no_compile_args(self, c_compiler=None, **kwargs):
         """On the portable path, drop the AVX-512 flags PyTensor adds for this CPU.

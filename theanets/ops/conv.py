@@ -109,23 +109,9 @@ def padding(filter, border_mode):
 
 
 def output_length(size, filter, stride=1, border_mode='valid'):
-    """Length of a convolution's output along one axis.
-
-    Parameters
-    ----------
-    size : int or None
-        Input length (``None``: unknown).
-    filter : int or None
-        Filter length (``None``: unknown).
-    stride : int, optional
-        Step between filter positions (default 1).
-    border_mode : {'valid', 'full', 'same'}, optional
-
-    Returns
-    -------
-    int or None
-        ``(size + before + after - filter) // stride + 1``, at least 0.
-    """
+    """Length of a convolution's output along one axis (None if the input length ``size``
+    or the ``filter`` length is None): ``(size + before + after - filter) // stride + 1``,
+    at least 0, with :func:`padding`'s zeros ``before`` and ``after`` the data."""
     check_border_mode(border_mode)
     if size is None or filter is None:
         return None

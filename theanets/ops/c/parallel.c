@@ -1,14 +1,12 @@
 /* parallel.c: fork-join threads for the C ops, with BLAS on one thread meanwhile.
  *
- * An op splits its work into chunks (batch rows, rows of a product) and runs
- * them on threads started for the call and joined before it returns: no pool,
- * nothing left spinning. While they run, BLAS runs on one thread in each of
- * them: OpenBLAS's own threads would otherwise meet at every call, and on a
- * busy machine a product then waits for a thread that is not running (measured:
- * a GRU layer's gradient at 57 ms instead of 10 ms, with two other processes
- * busy). OpenBLAS's thread count is read and set through the library that
- * defines sgemm_ (scipy-openblas32's or a system OpenBLAS); with another BLAS
- * the op runs on one thread and leaves BLAS's threads alone.
+ * An op splits its work into chunks (batch rows, rows of a product) that need no
+ * synchronization. With OpenMP (GCC on Linux: ops/base.py) they run on libgomp's
+ * threads, which outlive a call (a thread started per call, the fallback, took 30-240
+ * us on a 2-CPU VM) but not a fork(). Meanwhile BLAS runs on one thread in each chunk:
+ * OpenBLAS's own threads would meet at every call (a GRU gradient took 57 ms, not 10,
+ * beside two busy processes). OpenBLAS's thread count is set through the library that
+ * defines sgemm_ (scipy-openblas32's or a system OpenBLAS); with another BLAS, one thread.
  */
 
 #include <thread>
@@ -16,25 +14,38 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <dlfcn.h>
 #endif
+#if defined(_OPENMP) && __GNUC__ >= 9 && !defined(__clang__)
+#include <omp.h>
+#include <pthread.h>
+static const int thn_fork_hook =  /* a child would wait for them forever: end them */
+    pthread_atfork([] { omp_pause_resource_all(omp_pause_hard); }, NULL, NULL);
+#define THN_OPENMP 1
+#endif
 
 /* body(i0, i1, chunk) for chunks [i0, i1) of [0, count), each a multiple of
- * `grain` long but the last, on up to `threads` threads; the caller runs chunk 0. */
+ * `grain` long but the last, on up to `threads` threads; the caller runs one of them. */
 template <class F>
 static void thn_parallel(int count, int grain, int threads, F body) {
     const int blocks = (count + grain - 1) / grain;
     const int chunks = threads < 2 || blocks < 2 ? 1 : threads < blocks ? threads : blocks;
     const int size = (blocks + chunks - 1) / chunks * grain;
+    const int used = count > size ? (count + size - 1) / size : 1;
+#ifdef THN_OPENMP
+#pragma omp parallel for num_threads(used) schedule(static, 1) if (used > 1)
+    for (int c = 0; c < used; ++c) body(c * size, c + 1 < used ? (c + 1) * size : count, c);
+#else
     std::vector<std::thread> workers;
-    for (int c = 1; c * size < count; ++c) {
-        const int i0 = c * size, i1 = i0 + size < count ? i0 + size : count;
+    for (int c = 1; c < used; ++c) {
+        const int i1 = c + 1 < used ? (c + 1) * size : count;
         try {
-            workers.emplace_back(body, i0, i1, c);
+            workers.emplace_back(body, c * size, i1, c);
         } catch (...) {  /* no thread to be had: run the chunk here */
-            body(i0, i1, c);
+            body(c * size, i1, c);
         }
     }
-    body(0, size < count ? size : count, 0);
+    body(0, used > 1 ? size : count, 0);
     for (size_t k = 0; k < workers.size(); ++k) workers[k].join();
+#endif
 }
 
 struct thn_blas_threads {
