@@ -170,3 +170,41 @@ def test_a_forked_child_runs_the_threaded_ops():
     proc = subprocess.run([sys.executable, '-c', FORKED], env=env, timeout=600,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.returncode == 0, proc.stdout.decode(errors='replace')[-3000:]
+
+
+# The same ops compiled without OpenMP (as on macOS or with clang): threads started per
+# call (c/parallel.c's fallback). Exits 0 if the flags lack -fopenmp and the values match.
+NO_OPENMP = textwrap.dedent('''
+    import sys, types
+    import numpy as np
+    import pytensor, pytensor.tensor as pt
+    from theanets import backend
+    from theanets.ops import base, conv, recurrent
+
+    base.sys = types.SimpleNamespace(platform='darwin')   # c_compile_args reads sys.platform
+    assert '-fopenmp' not in conv.ConvOp().c_compile_args(), conv.ConvOp().c_compile_args()
+    rng = np.random.RandomState(5)
+    x, w = pt.tensor4('x', dtype='float64'), pt.tensor4('w', dtype='float64')
+    s = pt.tensor3('s', dtype='float64')
+    xv, wv = rng.rand(8, 20, 20, 3), rng.rand(6, 3, 3, 3)
+    y = conv.conv2d(x, w)
+    sv, hh = rng.randn(5, 16, 4), pt.constant(rng.randn(4, 4) * 0.3)
+    h = recurrent.rnn(s, hh, pt.zeros((16, 4), 'float64'), 'tanh')[0]
+    f = backend.function([x, w, s], [y, pytensor.grad(y.sum(), w), h])
+    out, dw, hv = f(xv, wv, sv)
+    np.testing.assert_allclose(out, conv.np_conv2d(xv, wv, (1, 1), 'valid'), rtol=1e-10)
+    np.testing.assert_allclose(dw, conv.np_conv2d_grad_weights(
+        xv, wv, np.ones_like(out), (1, 1), 'valid'), rtol=1e-10)
+    ref = np.zeros((16, 4))
+    for t in range(5):
+        ref = np.tanh(sv[t] + ref @ hh.data)
+        np.testing.assert_allclose(hv[t], ref, rtol=1e-10)
+''')
+
+
+def test_the_ops_without_openmp_start_threads_per_call():
+    env = dict(os.environ, OMP_NUM_THREADS='2', OPENBLAS_NUM_THREADS='2')
+    env['PYTHONPATH'] = os.pathsep.join([ROOT] + [p for p in [env.get('PYTHONPATH')] if p])
+    proc = subprocess.run([sys.executable, '-c', NO_OPENMP], env=env, timeout=900,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.returncode == 0, proc.stdout.decode(errors='replace')[-3000:]
