@@ -187,10 +187,12 @@ class CSourceOp(COp):
     def c_compile_args(self, **kwargs):
         # -fno-trapping-math: without AVX-512 (no masked vector instructions), GCC
         # vectorizes the branch-free selects of thn_exp & co. only when comparisons
-        # may not trap; the ops never rely on floating-point traps. c/parallel.c
-        # runs on OpenMP with GCC on Linux, else on threads it starts.
+        # may not trap; the ops never rely on floating-point traps
         x86 = platform.machine().lower() in ('x86_64', 'amd64')
         openmp = sys.platform.startswith('linux') and 'clang' not in pytensor.config.cxx
+        if 'parallel.c' in self.C_SOURCES and not openmp:  # OpenMP: GCC on Linux only
+            warn_once('openmp', 'C ops: no OpenMP with %s on %s; their threads start at '
+                      'every call instead (30-240 us each)', pytensor.config.cxx, sys.platform)
         return ['-fopenmp-simd', '-fno-trapping-math'] + (
             ['-mno-avx512f'] if portable() and x86 else []) + (
             blas_flags()[2] if self.USES_BLAS else []) + (

@@ -18,11 +18,10 @@
 
 enum thn_conv_which { THN_CONV_FORWARD = 0, THN_CONV_INPUTS = 1, THN_CONV_WEIGHTS = 2 };
 
-/* Rows of a thread's chunk: about THN_CONV_CHUNK_BYTES of patches, at least MIN_ROWS
- * (the threads' grain), at most MAX_ROWS: past a thousand rows OpenBLAS's products with
- * a short K slow down (K = 25, one thread: 230 -> 170 GFLOP/s forward, 215 -> 125 for the
- * weight gradient). Each thread calls BLAS on one thread: a 2-thread product of patches
- * one thread wrote was 1.8-2.5x slower with a VM's two CPUs far apart. */
+/* Rows of a thread's chunk: about THN_CONV_CHUNK_BYTES of patches, at least MIN_ROWS (the
+ * grain), at most MAX_ROWS: past that OpenBLAS slowed for a short K (K = 25: 230 -> 170
+ * GFLOP/s forward, 215 -> 125 weight gradient). Each thread calls BLAS on one thread: 2-thread
+ * products of patches one thread wrote ran 1.8-2.5x slower with the VM's CPUs far apart. */
 #define THN_CONV_CHUNK_BYTES (1 << 20)
 #define THN_CONV_MIN_ROWS 64
 #define THN_CONV_MAX_ROWS 1024

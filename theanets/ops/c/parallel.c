@@ -3,11 +3,10 @@
  * An op splits its work into chunks (batch rows, rows of a product) that need no
  * synchronization. With OpenMP (GCC on Linux: ops/base.py) they run on libgomp's
  * threads, which outlive a call (a thread started per call, the fallback, took 30-240
- * us on a 2-CPU VM) but not a fork(). Meanwhile BLAS runs on one thread in each chunk:
- * OpenBLAS's own threads would meet at every call (a GRU gradient took 57 ms, not 10,
- * beside two busy processes). OpenBLAS's thread count is set through the library that
- * defines sgemm_ (scipy-openblas32's or a system OpenBLAS); with another BLAS, one thread.
- */
+ * us on a 2-CPU VM) but not a fork(). Meanwhile BLAS runs on one thread per chunk: its
+ * own threads would meet at every call (a GRU gradient took 57 ms, not 10, beside two
+ * busy processes). With a BLAS other than OpenBLAS (whose thread count is set through
+ * the library that defines sgemm_), one thread. */
 
 #include <thread>
 #include <vector>
