@@ -766,3 +766,45 @@ def test_zero_rms_regularizer_is_accepted():
     p = Problem('rmsprop')
     after = p.one_step(make_data(), learning_rate=0.01, rms_regularizer=0.0)
     assert np.isfinite(after).all() and not np.array_equal(after, np.zeros(4))
+
+
+def _two_layer_problem(algo):
+    """A ReLU layer then a linear one, parameters with static shapes as networks make them."""
+    rng = np.random.RandomState(3)
+    w1 = pytensor.shared(rng.randn(6, 5).astype('f'), name='w1', shape=(6, 5))
+    w2 = pytensor.shared(rng.randn(5, 4).astype('f'), name='w2', shape=(5, 4))
+    x, y = pt.matrix('x'), pt.matrix('y')
+    loss = pt.sqr(pt.maximum(0, x.dot(w1)).dot(w2) - y).mean()
+    data = [rng.randn(8, 6).astype('f'), rng.randn(8, 4).astype('f')]
+    return O.build(algo, loss, [w1, w2], [x, y]), data
+
+
+def _compiled_step(opt, data, **kwargs):
+    it = opt.iterate(data, batch_size=0, validate_every=1000, **kwargs)
+    next(it)
+    it.close()
+    return getattr(opt.function, 'function', opt.function)
+
+
+def _matrix_products(function):
+    return [node for node in function.maker.fgraph.toposort()
+            if type(node.op).__name__ in ('Dot22', 'Dot22Scalar', 'Gemm', 'Dot')]
+
+
+@pytest.mark.parametrize('algo, kwargs', [
+    ('sgd', {}), ('sgd', {'momentum': 0.9}), ('rmsprop', {}), ('adam', {}), ('adagrad', {})])
+def test_each_matrix_product_runs_once_per_step(c_mode, algo, kwargs):
+    # two forward products, two weight gradients and one input gradient: PyTensor's
+    # rewrite into Dot22Scalar repeated the weight gradients that several updates read
+    opt, data = _two_layer_problem(algo)
+    assert len(_matrix_products(_compiled_step(opt, data, **kwargs))) == 5
+
+
+def test_momentum_folds_each_weight_gradient_into_the_velocity_product(c_mode):
+    # mu * vel - lr * dot(x.T, d) is one in-place Gemm on the velocity, for the first
+    # layer too (whose gradient pytensor.grad ends with a shape assertion)
+    opt, data = _two_layer_problem('sgd')
+    gemms = [node for node in _matrix_products(_compiled_step(opt, data, momentum=0.9))
+             if type(node.op).__name__ == 'Gemm']
+    accumulated = [node.inputs[0].name for node in gemms]
+    assert accumulated.count('w1_vel') == 1 and accumulated.count('w2_vel') == 1

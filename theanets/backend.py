@@ -124,6 +124,13 @@ _TRANSPILED_MODES = ('JAX', 'NUMBA', 'PYTORCH', 'MLX')
 _FORWARD_ONLY_TAG = 'theanets_recurrent_forward_only'
 
 
+# PyTensor's rewrite of ``scalar * dot(x, y)`` into ``Dot22Scalar(x, y, scalar)`` also
+# applies when the product has other clients, and then computes the product twice:
+# RMSProp's and Adam's gradients (used in several updates) ran two or three matrix
+# products each, 13.5 ms a step of bench_mlp's model against 8.0 ms without it.
+_DUPLICATING_REWRITE = 'local_dot22_to_dot22scalar'
+
+
 def _compile_mode(mode=None):
     """The PyTensor mode object for :func:`function` (default: the current mode)."""
     mode = _MODE if mode is None else mode
@@ -133,7 +140,7 @@ def _compile_mode(mode=None):
     mode = get_mode(mode)
     if runs_custom_ops(mode):
         mode = mode.including(_FORWARD_ONLY_TAG)
-    return mode
+    return mode.excluding(_DUPLICATING_REWRITE)
 
 
 def set_mode(mode):

@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.tensor.shape import SpecifyShape
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.traversal import ancestors
@@ -139,6 +140,21 @@ SYNONYMS = {'max_gradient_clip': 'max_gradient_elem', 'gradient_clip': 'max_grad
 
 def _float(value):
     return np.asarray(value, dtype=backend.FLOAT)
+
+
+def _unspecified(grad):
+    """Return ``grad`` without the shape assertion ``pytensor.grad`` may end it with.
+
+    A gradient of a parameter with a static shape comes back wrapped in
+    ``SpecifyShape`` when PyTensor cannot infer that shape itself (e.g. the
+    weights of a layer fed by the batch). That wrapper keeps PyTensor from
+    folding ``mu * vel - lr * dot(x.T, d)`` into one in-place ``Gemm`` and
+    makes the fused update loop scalar; the update gets the assertion back
+    when its type is matched to the parameter's.
+    """
+    if grad.owner is not None and isinstance(grad.owner.op, SpecifyShape):
+        return grad.owner.inputs[0]
+    return grad
 
 
 def _cast_like(expr, var):
@@ -369,8 +385,8 @@ class Optimizer(util.Registrar):
                 if param not in connected:
                     log.warning('loss does not depend on parameter %s; it will not change',
                                 param.name)
-            self._gradients = pytensor.grad(self.loss, self.params,
-                                            disconnected_inputs='ignore')
+            self._gradients = [_unspecified(g) for g in pytensor.grad(
+                self.loss, self.params, disconnected_inputs='ignore')]
         return self._gradients
 
     def _monitor_exprs(self):
