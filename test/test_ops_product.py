@@ -45,11 +45,23 @@ def test_products_and_gradients_in_c_numpy_and_jax(dtype, view, n, k, c_mode,
                for m in (c_mode, PY_MODE, 'JAX')]
     x_view = {'plain': args[0], 'swapped': args[0].transpose(1, 0, 2),
               'reversed': args[0][:, ::-1]}[view]
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == 'float32' else dict(rtol=1e-10)
     for result in results:
-        np.testing.assert_allclose(result[0], x_view @ args[1], **tol)
+        _assert_close(result[0], x_view @ args[1])
         for a, b in zip(result[1:], results[1][1:]):
-            np.testing.assert_allclose(a, b, **tol)
+            _assert_close(a, b)
+
+
+def _assert_close(actual, desired):
+    """Equal within rounding: float32 sums of terms up to |desired|'s largest.
+
+    An element that cancels (-2.31 among values up to 225) differs by 3.6e-5
+    between summation orders (XLA's, OpenBLAS's on some CPUs).
+    """
+    if desired.dtype == np.float32:
+        tol = dict(rtol=1e-5, atol=1e-6 * np.abs(desired).max())
+    else:
+        tol = dict(rtol=1e-10)
+    np.testing.assert_allclose(actual, desired, **tol)
 
 
 def test_second_derivatives(c_mode):
