@@ -26,6 +26,19 @@ import time
 
 import numpy as np
 
+#: Training algorithm of both frameworks' steps (``--algo``), with its settings.
+ALGORITHMS = {
+    'sgd': dict(learning_rate=1e-3, momentum=0.9),
+    'rmsprop': dict(learning_rate=1e-3),
+    'adam': dict(learning_rate=1e-3),
+}
+_ALGO = ['sgd']
+
+
+def _hyper():
+    """theanets' keyword arguments for the chosen algorithm (``--algo``)."""
+    return dict(algo=_ALGO[0], **ALGORITHMS[_ALGO[0]])
+
 
 def torch_available():
     try:
@@ -66,12 +79,13 @@ def theanets_callables(net, x, y):
     """Return (train step, predict) for a theanets model on one fixed mini-batch.
 
     A training step is one epoch of one mini-batch through ``net.itertrain``
-    (SGD with momentum 0.9, learning rate 1e-3, no validation after the first),
-    so it measures what a user's training loop runs, bookkeeping included.
+    (``--algo``: by default SGD with momentum 0.9, learning rate 1e-3; no
+    validation after the first), so it measures what a user's training loop
+    runs, bookkeeping included.
     """
-    steps = net.itertrain(lambda: [x, y], valid=[x, y], algo='sgd', learning_rate=1e-3,
-                          momentum=0.9, iteration_size=1, valid_batches=1,
-                          validate_every=10 ** 9, patience=10 ** 9, batch_size=len(x))
+    steps = net.itertrain(lambda: [x, y], valid=[x, y], iteration_size=1, valid_batches=1,
+                          validate_every=10 ** 9, patience=10 ** 9, batch_size=len(x),
+                          **_hyper())
     next(steps)  # compiles the training and evaluation functions
     net.predict(x)  # compiles the prediction function
     return (lambda: next(steps)), (lambda: net.predict(x))
@@ -98,21 +112,21 @@ def theanets_api(net, train, valid, batch_size, epochs=10):
     """Return ``{name: (callable, examples per call)}`` for ``net.train`` and its step.
 
     ``'theanets net.train'`` runs ``net.train(train, valid, ...)`` for
-    ``epochs`` epochs (SGD with momentum 0.9, learning rate 1e-3, the default
-    monitors and validation schedule); ``'theanets step'`` calls the compiled
+    ``epochs`` epochs (``--algo``, by default SGD with momentum 0.9 and
+    learning rate 1e-3; the default monitors and validation schedule); ``'theanets step'`` calls the compiled
     training function that ``net.train`` runs, directly, on the same
     mini-batches. The C versions of the functions are compiled first.
     """
     import theanets
-    hyper = dict(learning_rate=1e-3, momentum=0.9, batch_size=batch_size, max_updates=epochs,
-                 patience=10 ** 9)
+    hyper = dict(_hyper(), batch_size=batch_size, max_updates=epochs, patience=10 ** 9)
+    algo = hyper.pop('algo')
 
     def api():
-        net.train(train, valid, algo='sgd', **hyper)
+        net.train(train, valid, algo=algo, **hyper)
 
     api()
     theanets.backend.finish_compiling()
-    runner = theanets.trainer.DownhillTrainer('sgd', net)
+    runner = theanets.trainer.DownhillTrainer(algo, net)
     runner.itertrain(train, valid, **hyper)
     function = runner.optimizer.function
     steps = [(lambda b=b: function(*b)) for b in batches_of(train, batch_size)]
@@ -121,12 +135,14 @@ def theanets_api(net, train, valid, batch_size, epochs=10):
 
 
 def torch_trainer(forward, params):
-    """Return ``step_on(x, y)``: one PyTorch SGD step (momentum 0.9) with cross-entropy.
+    """Return ``step_on(x, y)``: one PyTorch step of ``--algo`` with cross-entropy.
 
     ``forward(x)`` must return logits of shape (N, classes) for the flattened batch.
     """
     import torch
-    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    kind = {'sgd': torch.optim.SGD, 'rmsprop': torch.optim.RMSprop, 'adam': torch.optim.Adam}
+    settings = dict(ALGORITHMS[_ALGO[0]])
+    opt = kind[_ALGO[0]](params, lr=settings.pop('learning_rate'), **settings)
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def step_on(x, y):
@@ -219,6 +235,8 @@ def parser(description):
     p.add_argument('--rounds', type=int, default=3, help='interleaved timing rounds')
     p.add_argument('--seconds', type=float, default=3.0, help='seconds per timing')
     p.add_argument('--mode', default=None, help='PyTensor mode for theanets (CVM, JAX, NUMBA)')
+    p.add_argument('--algo', default='sgd', choices=sorted(ALGORITHMS),
+                   help='training algorithm of both steps (sgd: with momentum 0.9)')
     p.add_argument('--api', action='store_true',
                    help='time net.train on a data set against its compiled step')
     p.add_argument('--compile-only', action='store_true', help=argparse.SUPPRESS)
@@ -284,6 +302,7 @@ def run(script, description, batch_size, make_theanets, make_torch, extra_args=(
         make_api=None):
     """The main of a benchmark script: parse flags and print the comparison."""
     args = parser(description).parse_args()
+    _ALGO[0] = args.algo
     if args.mode:
         import theanets
         theanets.backend.set_mode(args.mode)
@@ -306,6 +325,8 @@ def run(script, description, batch_size, make_theanets, make_torch, extra_args=(
     if have_torch:
         import torch
         torch.set_num_threads(os.cpu_count())
+    if args.algo != 'sgd':
+        description = description.replace('SGD+momentum', args.algo)
     rows = [('machine', machine()), ('mode', args.mode or 'CVM (default)')]
     if args.api:
         if make_api is None:
@@ -314,7 +335,8 @@ def run(script, description, batch_size, make_theanets, make_torch, extra_args=(
     else:
         rows += step_rows(make_theanets, make_torch, batch_size, args, have_torch)
     if not args.no_subprocess:
-        extra = list(extra_args) + (['--mode', args.mode] if args.mode else [])
+        extra = list(extra_args) + (['--mode', args.mode] if args.mode else []) \
+            + ['--algo', args.algo]
         cold, warm = compile_times(script, extra, {'THEANETS_QUICK_START': 'off'})
         rows.append(('compile C functions, cold cache (s)', '{:.1f}'.format(cold)))
         rows.append(('compile C functions, warm cache (s)', '{:.1f}'.format(warm)))

