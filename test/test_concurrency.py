@@ -11,8 +11,10 @@ import subprocess
 import sys
 import textwrap
 import threading
+import types
 
 import numpy as np
+import pytensor
 import pytest
 
 import theanets
@@ -212,3 +214,25 @@ NO_OPENMP = textwrap.dedent('''
 
 def test_the_ops_without_openmp_start_threads_per_call():
     _run_on_two_threads(NO_OPENMP)
+
+
+
+class _Compiler(object):
+    """``pytensor.config`` with another compiler version (PyTensor's cannot change once read)."""
+
+    def __init__(self, version):
+        self.gcc_version_str = version
+
+    def __getattr__(self, name):
+        return getattr(pytensor.config, name)
+
+
+@pytest.mark.parametrize('version', ['8', 'g++ (GCC) 8.5.0 20210514'])  # PyTensor 3.0 / 3.3
+def test_gcc_before_9_compiles_the_ops_without_openmp_and_says_so(monkeypatch, caplog, version):
+    from theanets.ops import base, conv
+    monkeypatch.setattr(base, '_WARNED', set())
+    monkeypatch.setattr(base, 'pytensor', types.SimpleNamespace(config=_Compiler(version)))
+    assert '-fopenmp' not in conv.ConvOp().c_compile_args()
+    assert 'no OpenMP (GCC 9+ on Linux)' in caplog.text
+    base.pytensor.config.gcc_version_str = 'g++ (Debian 12.2.0-14) 12.2.0'
+    assert '-fopenmp' in conv.ConvOp().c_compile_args() or not sys.platform.startswith('linux')

@@ -23,6 +23,7 @@ import inspect
 import logging
 import os
 import platform
+import re
 import shlex
 import sys
 
@@ -185,14 +186,15 @@ class CSourceOp(COp):
         return _digest(type(self).__module__, tuple(self.C_SOURCES))
 
     def c_compile_args(self, **kwargs):
-        # -fno-trapping-math: without AVX-512 (no masked vector instructions), GCC
-        # vectorizes the branch-free selects of thn_exp & co. only when comparisons
-        # may not trap; the ops never rely on floating-point traps
+        # -fno-trapping-math: without AVX-512 (no masked moves) GCC vectorizes the selects of
+        # thn_exp & co. only if comparisons may not trap; the ops never rely on FP traps
         x86 = platform.machine().lower() in ('x86_64', 'amd64')
-        openmp = sys.platform.startswith('linux') and 'clang' not in pytensor.config.cxx
-        if 'parallel.c' in self.C_SOURCES and not openmp:  # OpenMP: GCC on Linux only
-            warn_once('openmp', 'C ops: no OpenMP with %s on %s; their threads start at '
-                      'every call instead (30-240 us each)', pytensor.config.cxx, sys.platform)
+        gcc = re.search(r'(?:^|\s)(\d+)(?:\.|$)', pytensor.config.gcc_version_str)  # '12.2.0'
+        openmp = sys.platform.startswith('linux') and 'clang' not in pytensor.config.cxx and \
+            gcc is not None and int(gcc.group(1)) >= 9  # c/parallel.c: OpenMP 5's pause at fork
+        if 'parallel.c' in self.C_SOURCES and not openmp:
+            warn_once('openmp', 'C ops: no OpenMP (GCC 9+ on Linux) with %s on %s; threads start '
+                      'at every call (30-240 us)', pytensor.config.gcc_version_str, sys.platform)
         return ['-fopenmp-simd', '-fno-trapping-math'] + (
             ['-mno-avx512f'] if portable() and x86 else []) + (
             blas_flags()[2] if self.USES_BLAS else []) + (

@@ -1,12 +1,10 @@
 /* parallel.c: fork-join threads for the C ops, with BLAS on one thread meanwhile.
- *
  * An op splits its work into chunks (batch rows, rows of a product) that need no
- * synchronization. With OpenMP (GCC on Linux: ops/base.py) they run on libgomp's
- * threads, which outlive a call (a thread started per call, the fallback, took 30-240
- * us on a 2-CPU VM) but not a fork(). Meanwhile BLAS runs on one thread per chunk: its
- * own threads would meet at every call (a GRU gradient took 57 ms, not 10, beside two
- * busy processes). With a BLAS other than OpenBLAS (whose thread count is set through
- * the library that defines sgemm_), one thread. */
+ * synchronization. With OpenMP (GCC 9+ on Linux: ops/base.py) they run on libgomp's
+ * threads, which outlive a call but not a fork(); otherwise on threads started per call.
+ * Meanwhile BLAS runs on one thread per chunk, as its own threads would meet at every
+ * call; with a BLAS other than OpenBLAS (whose thread count is set through the library
+ * that defines sgemm_), the op runs on one thread (docs/performance.rst, Threads). */
 
 #include <thread>
 #include <vector>
