@@ -113,9 +113,10 @@ def theanets_api(net, train, valid, batch_size, epochs=10):
 
     ``'theanets net.train'`` runs ``net.train(train, valid, ...)`` for
     ``epochs`` epochs (``--algo``, by default SGD with momentum 0.9 and
-    learning rate 1e-3; the default monitors and validation schedule); ``'theanets step'`` calls the compiled
-    training function that ``net.train`` runs, directly, on the same
-    mini-batches. The C versions of the functions are compiled first.
+    learning rate 1e-3; the default monitors and validation schedule);
+    ``'theanets step'`` calls the compiled training function that
+    ``net.train`` runs, directly, on the same mini-batches. The C versions of
+    the functions are compiled first.
     """
     import theanets
     hyper = dict(_hyper(), batch_size=batch_size, max_updates=epochs, patience=10 ** 9)
