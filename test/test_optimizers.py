@@ -808,3 +808,15 @@ def test_momentum_folds_each_weight_gradient_into_the_velocity_product(c_mode):
              if type(node.op).__name__ == 'Gemm']
     accumulated = [node.inputs[0].name for node in gemms]
     assert accumulated.count('w1_vel') == 1 and accumulated.count('w2_vel') == 1
+
+
+@pytest.mark.parametrize('algo', ['rmsprop', 'adam', 'adagrad', 'adadelta'])
+def test_each_weight_update_is_one_flat_loop_in_place(c_mode, algo):
+    # the hyperparameters are broadcast scalars: PyTensor's Elemwise would run a strided loop
+    from theanets.ops.elemwise import FlatElemwise
+    opt, data = _two_layer_problem(algo)
+    flat = [node for node in _compiled_step(opt, data).maker.fgraph.toposort()
+            if isinstance(node.op, FlatElemwise)]
+    for weight in ('w1', 'w2'):
+        updates = [n for n in flat if weight in [v.name for v in n.inputs]]
+        assert len(updates) == 1 and updates[0].op.inplace_pattern

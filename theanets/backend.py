@@ -139,7 +139,8 @@ def _compile_mode(mode=None):
     from pytensor.compile.mode import get_mode
     mode = get_mode(mode)
     if runs_custom_ops(mode):
-        mode = mode.including(_FORWARD_ONLY_TAG)
+        from .ops.elemwise import FLAT_ELEMWISE_TAG
+        mode = mode.including(_FORWARD_ONLY_TAG, FLAT_ELEMWISE_TAG)
     return mode.excluding(_DUPLICATING_REWRITE)
 
 

@@ -31,8 +31,8 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.link.c.op import COp
 
-__all__ = ['CSourceOp', 'OpInputError', 'float_inputs', 'c_source', 'blas_flags', 'portable',
-           'threads', 'jax_twin', 'register_jax_twins', 'warn_once']
+__all__ = ['CSourceOp', 'OpInputError', 'float_inputs', 'c_source', 'digest', 'blas_flags',
+           'portable', 'threads', 'jax_twin', 'register_jax_twins', 'warn_once']
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ def _module_source(module_name):
 
 
 @functools.lru_cache(maxsize=None)
-def _digest(module_name, files):
+def digest(module_name, files):
+    """Compile-cache version: a hash of theanets.h, ``files`` and the module's source."""
     sha = hashlib.sha256()
     for name in (HEADER,) + files:
         sha.update(c_source(name).encode())
@@ -183,7 +184,7 @@ class CSourceOp(COp):
             len(node.outputs), name)
 
     def c_code_cache_version(self):
-        return _digest(type(self).__module__, tuple(self.C_SOURCES))
+        return digest(type(self).__module__, tuple(self.C_SOURCES))
 
     def c_compile_args(self, **kwargs):
         # -fno-trapping-math: without AVX-512 (no masked moves) GCC vectorizes the selects of
