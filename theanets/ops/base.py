@@ -103,8 +103,8 @@ def threads():
     usable = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None
     count = int(given) if given.isdigit() and int(given) > 0 else usable or os.cpu_count() or 1
     if count > 1 and not any('openblas' in lib for lib in blas_flags()[0]):
-        warn_once('threads', 'the C ops of recurrent layers, convolutions and products run '
-                  'on one thread unless the BLAS linked (%s) is OpenBLAS, whose thread count '
+        warn_once('threads', 'the C ops of recurrent layers, convolutions, pooling and products '
+                  'run on one thread unless the BLAS linked (%s) is OpenBLAS, whose thread count '
                   'they set', pytensor.config.blas__ldflags or 'none')
     return count
 

@@ -342,9 +342,10 @@ class _Pool(CSourceOp):
     mode : {'max', 'mean'}
     """
 
-    C_SOURCES = ('pool.c',)
+    C_SOURCES = ('parallel.c', 'pool.c')
+    USES_BLAS = True  # parallel.c holds BLAS to one thread meanwhile
     __props__ = ('pool_size', 'stride', 'mode')
-    params_type = ParamsType(mode=int32, pw=int32, ph=int32, sw=int32, sh=int32)
+    params_type = ParamsType(mode=int32, pw=int32, ph=int32, sw=int32, sh=int32, threads=int32)
 
     def __init__(self, pool_size, stride, mode):
         self.mode = check_pool_mode(mode)
@@ -354,7 +355,7 @@ class _Pool(CSourceOp):
     def get_params(self, node):
         return self.params_type.get_params(
             mode=POOL_MODES.index(self.mode), pw=self.pool_size[0], ph=self.pool_size[1],
-            sw=self.stride[0], sh=self.stride[1])
+            sw=self.stride[0], sh=self.stride[1], threads=threads())
 
     def _out_shape(self, shape):
         return ((shape[0],) + pool_output_shape(shape[1:3], self.pool_size, self.stride)
@@ -362,7 +363,8 @@ class _Pool(CSourceOp):
 
     def c_call(self, node, inputs, outputs, sub):
         args = ', '.join((list(inputs) + ['NULL', 'NULL'])[:3])  # x, out, gz or g
-        return 'thn_pool({}, {p}->mode, {}, &{}, {p}->pw, {p}->ph, {p}->sw, {p}->sh, "{}")'.format(
+        return 'thn_pool({}, {p}->mode, {}, &{}, {p}->pw, {p}->ph, {p}->sw, {p}->sh, ' \
+            '{p}->threads, "{}")'.format(
             self.WHICH, args, outputs[0], type(self).__name__, p=sub['params'])
 
 

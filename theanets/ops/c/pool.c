@@ -18,52 +18,70 @@ struct thn_pool_args {
     npy_intp Wo, Ho;      /* out */
 };
 
-/* res: out (forward), dx (scatter, zeroed) or h (gather, zeroed); in: gz or g. */
-template <typename T>
-static void thn_pool_kernel(const thn_pool_args& g, int which, int mode, const T* x,
-                            const T* out, const T* in, T* res) {
+/* The rows b0..b1 of the batch. res: out (forward), dx (scatter) or h (gather), zeroed
+ * but for the forward; in: gz or g. */
+template <typename T, int WHICH, bool MAX>
+static void thn_pool_rows(const thn_pool_args& g, npy_intp b0, npy_intp b1, const T* __restrict x,
+                          const T* __restrict out, const T* __restrict in, T* __restrict res) {
     const npy_intp C = g.C;
     const T scale = (T)1 / (T)(g.pw * g.ph);
-    const bool max = mode == THN_POOL_MAX;
-    for (npy_intp b = 0; b < g.B; ++b)
+    for (npy_intp b = b0; b < b1; ++b)
         for (npy_intp i = 0; i < g.Wo; ++i)
             for (npy_intp j = 0; j < g.Ho; ++j) {
                 const npy_intp o = ((b * g.Wo + i) * g.Ho + j) * C;
                 const npy_intp p0 = ((b * g.W + i * g.sw) * g.H + j * g.sh) * C;
-                if (which == THN_POOL_FORWARD)
-                    for (npy_intp c = 0; c < C; ++c) res[o + c] = max ? x[p0 + c] : 0;
+                if (WHICH == THN_POOL_FORWARD)
+#pragma omp simd
+                    for (npy_intp c = 0; c < C; ++c) res[o + c] = MAX ? x[p0 + c] : 0;
                 for (npy_intp u = 0; u < g.pw; ++u)
                     for (npy_intp v = 0; v < g.ph; ++v) {
                         const npy_intp p = p0 + (u * g.H + v) * C;
-                        if (which == THN_POOL_FORWARD && max) {
-                            for (npy_intp c = 0; c < C; ++c) {  /* NaN wins, as in NumPy */
-                                const T e = x[p + c], m = res[o + c];
-                                res[o + c] = e > m || e != e ? e : m;
+#pragma omp simd
+                        for (npy_intp c = 0; c < C; ++c) {
+                            const T e = x[p + c];
+                            if (WHICH == THN_POOL_FORWARD) {  /* NaN wins, as in NumPy */
+                                const T r = res[o + c];
+                                res[o + c] = !MAX ? r + e : e > r || e != e ? e : r;
+                            } else {  /* scatter: res[p] += w in[o]; gather: res[o] += w in[p] */
+                                const T m = in[WHICH == THN_POOL_SCATTER ? o + c : p + c];
+                                res[WHICH == THN_POOL_SCATTER ? p + c : o + c] +=
+                                    MAX ? (e == out[o + c] ? m : 0) : scale * m;
                             }
-                        } else if (which == THN_POOL_FORWARD) {
-                            for (npy_intp c = 0; c < C; ++c) res[o + c] += x[p + c];
-                        } else if (which == THN_POOL_SCATTER && max) {
-                            for (npy_intp c = 0; c < C; ++c)
-                                res[p + c] += x[p + c] == out[o + c] ? in[o + c] : 0;
-                        } else if (which == THN_POOL_SCATTER) {
-                            for (npy_intp c = 0; c < C; ++c) res[p + c] += scale * in[o + c];
-                        } else if (max) {
-                            for (npy_intp c = 0; c < C; ++c)
-                                res[o + c] += x[p + c] == out[o + c] ? in[p + c] : 0;
-                        } else {
-                            for (npy_intp c = 0; c < C; ++c) res[o + c] += scale * in[p + c];
                         }
                     }
-                if (which == THN_POOL_FORWARD && !max)
+                if (WHICH == THN_POOL_FORWARD && !MAX)
+#pragma omp simd
                     for (npy_intp c = 0; c < C; ++c) res[o + c] *= scale;
             }
+}
+
+/* The batch split among threads, each zeroing its rows of res first (but the forward). */
+template <typename T, int WHICH>
+static void thn_pool_kernel(const thn_pool_args& g, int mode, int threads, const T* x, const T* out,
+                            const T* in, T* res) {
+    const npy_intp size = WHICH == THN_POOL_SCATTER ? g.W * g.H * g.C : g.Wo * g.Ho * g.C;
+    thn_threads guard(threads);
+    thn_parallel((int)g.B, 1, guard.count, [&](int b0, int b1, int) {
+        if (WHICH != THN_POOL_FORWARD) memset(res + b0 * size, 0, sizeof(T) * (b1 - b0) * size);
+        if (mode == THN_POOL_MAX) thn_pool_rows<T, WHICH, true>(g, b0, b1, x, out, in, res);
+        else thn_pool_rows<T, WHICH, false>(g, b0, b1, x, out, in, res);
+    });
+}
+
+template <typename T>
+static void thn_pool_run(const thn_pool_args& g, int which, int mode, int threads,
+                         const void* x, const void* out, const void* in, void* res) {
+    auto run = which == THN_POOL_FORWARD ? thn_pool_kernel<T, THN_POOL_FORWARD>
+               : which == THN_POOL_SCATTER ? thn_pool_kernel<T, THN_POOL_SCATTER>
+                                           : thn_pool_kernel<T, THN_POOL_GATHER>;
+    run(g, mode, threads, (const T*)x, (const T*)out, (const T*)in, (T*)res);
 }
 
 /* The ops' entry point: forward (x -> *res = out), scatter ((x, out, gz) -> *res = dx)
  * or gather ((x, out, g) -> *res = h). Returns 0, or -1 with a Python error set. */
 static int thn_pool(int which, int mode, PyArrayObject* x, PyArrayObject* out,
                     PyArrayObject* in, PyArrayObject** res, npy_intp pw, npy_intp ph,
-                    npy_intp sw, npy_intp sh, const char* op) {
+                    npy_intp sw, npy_intp sh, int threads, const char* op) {
     const npy_intp* xd = PyArray_DIMS(x);
     thn_pool_args g = {xd[0], xd[1], xd[2], xd[3], pw, ph, sw, sh,
                        thn_conv_out_len(xd[1], pw, sw, THN_VALID),
@@ -84,19 +102,12 @@ static int thn_pool(int which, int mode, PyArrayObject* x, PyArrayObject* out,
     PyArrayObject* ci = which == THN_POOL_FORWARD ? NULL : PyArray_GETCONTIGUOUS(in);
     int status = -1;
     if (cx && (which == THN_POOL_FORWARD || (co && ci)) &&
-        !(which == THN_POOL_SCATTER ? thn_output_like(res, cx, true)
-                                    : thn_output(res, 4, out_dims, PyArray_TYPE(cx),
-                                                 which == THN_POOL_GATHER))) {
+        !(which == THN_POOL_SCATTER ? thn_output_like(res, cx, false)
+                                    : thn_output(res, 4, out_dims, PyArray_TYPE(cx), false))) {
         const void* op_ = co ? PyArray_DATA(co) : NULL;
         const void* ip = ci ? PyArray_DATA(ci) : NULL;
-        if (PyArray_TYPE(cx) == NPY_FLOAT32)
-            thn_pool_kernel<float>(g, which, mode, (const float*)PyArray_DATA(cx),
-                                   (const float*)op_, (const float*)ip,
-                                   (float*)PyArray_DATA(*res));
-        else
-            thn_pool_kernel<double>(g, which, mode, (const double*)PyArray_DATA(cx),
-                                    (const double*)op_, (const double*)ip,
-                                    (double*)PyArray_DATA(*res));
+        (PyArray_TYPE(cx) == NPY_FLOAT32 ? thn_pool_run<float> : thn_pool_run<double>)(
+            g, which, mode, threads, PyArray_DATA(cx), op_, ip, PyArray_DATA(*res));
         status = 0;
     }
     Py_XDECREF(cx);
