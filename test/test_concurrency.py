@@ -216,7 +216,6 @@ def test_the_ops_without_openmp_start_threads_per_call():
     _run_on_two_threads(NO_OPENMP)
 
 
-
 class _Compiler(object):
     """``pytensor.config`` with another compiler version (PyTensor's cannot change once read)."""
 

@@ -61,6 +61,23 @@ def test_values_equal_pytensors_elemwise_in_both_loops(dtype, shape):
         np.testing.assert_allclose(g, w, rtol=1e-6 if dtype == 'float32' else 1e-13)
 
 
+def test_scalar_code_it_cannot_use_falls_back_with_a_warning(monkeypatch, caplog):
+    from theanets.ops import base
+    x, s = pt.matrix('x'), pt.scalar('s')
+    (node,) = flat_nodes(backend.function([x, s], pt.exp(x * s), staged=False))
+    names = (['a0', 'a1'], ['o0'], {'fail': 'return;', 'params': 'p'})
+    assert 'thn_flat_' in node.op.c_code(node, 'n', *names)
+
+    scalar_code = node.op.scalar_op.c_code
+
+    def needs_params(scalar, name, inputs, outputs, sub):  # a key the flat loop does not give
+        return scalar_code(scalar, name, inputs, outputs, sub) + sub['params'][:0]
+    monkeypatch.setattr(base, '_WARNED', set())
+    monkeypatch.setattr(node.op.scalar_op, 'c_code', needs_params)
+    assert 'thn_flat_' not in node.op.c_code(node, 'n', *names)
+    assert "running PyTensor's element-wise loop" in caplog.text
+
+
 def test_python_linker_runs_the_elemwise_implementation():
     mode = Mode(linker='py', optimizer='fast_run').including(FLAT_ELEMWISE_TAG)
     fn, shared = rmsprop_step('float64', (4, 5), mode)

@@ -343,7 +343,7 @@ class _Pool(CSourceOp):
     """
 
     C_SOURCES = ('parallel.c', 'pool.c')
-    USES_BLAS = True  # parallel.c holds BLAS to one thread meanwhile
+    USES_BLAS = True  # parallel.c sets BLAS's thread count, found through sgemm_
     __props__ = ('pool_size', 'stride', 'mode')
     params_type = ParamsType(mode=int32, pw=int32, ph=int32, sw=int32, sh=int32, threads=int32)
 

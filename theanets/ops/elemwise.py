@@ -17,7 +17,7 @@ from pytensor.graph.rewriting.basic import in2out, node_rewriter
 from pytensor.scalar import get_scalar_type
 from pytensor.tensor.elemwise import Elemwise
 
-from .base import HEADER, c_source, digest
+from .base import HEADER, c_source, digest, warn_once
 
 __all__ = ['FlatElemwise', 'FLAT_ELEMWISE_TAG']
 
@@ -39,7 +39,10 @@ class FlatElemwise(Elemwise):
                  for kind, vs in (('in', node.inputs), ('out', node.outputs))]
         try:
             return self.scalar_op.c_code(scalar, name + '_scalar_', *names, {'fail': 'return 1;'})
-        except Exception:  # e.g. it reads sub['params']: the Elemwise's loop only
+        except Exception as err:  # e.g. it reads sub['params']: the Elemwise's loop only
+            warn_once(('flat', str(self.scalar_op)), 'FlatElemwise: no flat loop for %s (%s: %s); '
+                      "running PyTensor's element-wise loop", self.scalar_op,
+                      type(err).__name__, err)
             return None
 
     def c_support_code(self, **kwargs):
