@@ -38,6 +38,7 @@ def run(fn, shared, inputs):
     return [fn(x) for x in inputs] + [v.get_value() for v in shared]
 
 
+@pytest.mark.filterwarnings('ignore:theanets FlatElemwise')  # the strided inputs
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])
 @pytest.mark.parametrize('shape', [(7, 33), (129,), (2, 3, 17)])
 def test_values_equal_pytensors_elemwise_in_both_loops(dtype, shape):
@@ -76,6 +77,16 @@ def test_scalar_code_it_cannot_use_falls_back_with_a_warning(monkeypatch, caplog
     monkeypatch.setattr(node.op.scalar_op, 'c_code', needs_params)
     assert 'thn_flat_' not in node.op.c_code(node, 'n', *names)
     assert "running PyTensor's element-wise loop" in caplog.text
+
+
+def test_operands_not_c_contiguous_run_pytensors_loop_and_say_so():
+    x, s = pt.matrix('x'), pt.scalar('s')
+    fn = backend.function([x, s], pt.exp(x.T * s) * 0.8125, staged=False)  # a graph of its own
+    assert flat_nodes(fn)
+    xv = (np.arange(12) / 12).reshape(3, 4).astype(pytensor.config.floatX)
+    with pytest.warns(RuntimeWarning, match='not C-contiguous'):
+        got = fn(xv, 0.5)
+    np.testing.assert_allclose(got, np.exp(xv.T * 0.5) * 0.8125, rtol=1e-6)
 
 
 def test_python_linker_runs_the_elemwise_implementation():

@@ -69,9 +69,14 @@ class FlatElemwise(Elemwise):
         if self._task(node, name) is None:
             return loop
         full = [x for x, var in zip(inames, node.inputs) if not _is_scalar(var)]
-        same = 'PyArray_IS_C_CONTIGUOUS({0}) && PyArray_CompareLists(PyArray_DIMS({0}), ' \
-            'PyArray_DIMS(%s), %d)' % (full[0], node.outputs[0].ndim)
-        fits = ' && '.join(same.format(x) for x in full)
+        shaped = ' && '.join('PyArray_CompareLists(PyArray_DIMS(%s), PyArray_DIMS(%s), %d)' % (
+            x, full[0], node.outputs[0].ndim) for x in full)
+        contiguous = ' && '.join('PyArray_IS_C_CONTIGUOUS(%s)' % x for x in full)
+        what = ''.join(c for c in str(self.scalar_op)[:60] if c not in '"\\%')
+        told = ('static bool told = false;  /* once per process */\n'
+                'if (!told && %s) { told = true; if (PyErr_WarnEx(PyExc_RuntimeWarning, '
+                '"theanets FlatElemwise (%s): operands not C-contiguous, running '
+                'PyTensor\'s strided loop (warned once)", 1)) %s }' % (shaped, what, sub['fail']))
         args = ['((npy_%s*)PyArray_DATA(%s))%s' % (var.dtype, x, '[0]' if _is_scalar(var) else '')
                 for x, var in zip(inames, node.inputs)]
         flat = []
@@ -84,7 +89,8 @@ class FlatElemwise(Elemwise):
             args.append('(npy_%s*)PyArray_DATA(%s)' % (var.dtype, out))
         flat.append('if (thn_flat_%s(PyArray_SIZE(%s), %s)) %s' % (
             name, full[0], ', '.join(args), sub['fail']))
-        return 'if (%s) {\n%s\n} else {\n%s\n}' % (fits, '\n'.join(flat), loop)
+        return 'if (%s && %s) {\n%s\n} else {\n%s\n%s\n}' % (
+            shaped, contiguous, '\n'.join(flat), told, loop)
 
     def c_compile_args(self, **kwargs):
         return super().c_compile_args(**kwargs) + ['-fno-math-errno']  # vectorizes sqrt
